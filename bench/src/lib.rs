@@ -1,0 +1,1 @@
+//! Load generator and benchmark harness (issue 4; nothing here yet).
