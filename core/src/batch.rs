@@ -299,7 +299,13 @@ pub struct BatchOptions {
 
 impl Default for BatchOptions {
     fn default() -> Self {
-        BatchOptions { base_offset: 0, partition_leader_epoch: -1, producer_id: -1, producer_epoch: -1, base_sequence: -1 }
+        BatchOptions {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
     }
 }
 

@@ -91,7 +91,10 @@ fn flipped_crc_byte_is_corrupt_message() {
 #[test]
 fn wrong_length_is_corrupt_message() {
     let batch = sample(2);
-    assert_eq!(BatchView::validate_produced(&batch[..batch.len() - 1], 1 << 20).unwrap_err(), ErrorCode::CorruptMessage);
+    assert_eq!(
+        BatchView::validate_produced(&batch[..batch.len() - 1], 1 << 20).unwrap_err(),
+        ErrorCode::CorruptMessage
+    );
     let mut longer = batch.clone();
     longer.push(0);
     assert_eq!(BatchView::validate_produced(&longer, 1 << 20).unwrap_err(), ErrorCode::CorruptMessage);

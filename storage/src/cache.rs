@@ -116,7 +116,9 @@ impl BatchCache {
     pub fn evict_below(&self, log: LogId, offset: i64) {
         let mut inner = self.inner.borrow_mut();
         let doomed: Vec<i64> = match inner.logs.get(&log) {
-            Some(batches) => batches.iter().take_while(|(_, b)| b.next_offset <= offset).map(|(&base, _)| base).collect(),
+            Some(batches) => {
+                batches.iter().take_while(|(_, b)| b.next_offset <= offset).map(|(&base, _)| base).collect()
+            }
             None => return,
         };
         for base in doomed {
@@ -135,7 +137,12 @@ impl BatchCache {
 
     pub fn stats(&self) -> CacheStats {
         let inner = self.inner.borrow();
-        CacheStats { used_bytes: inner.used_bytes, budget_bytes: inner.budget_bytes, hits: inner.hits, misses: inner.misses }
+        CacheStats {
+            used_bytes: inner.used_bytes,
+            budget_bytes: inner.budget_bytes,
+            hits: inner.hits,
+            misses: inner.misses,
+        }
     }
 }
 

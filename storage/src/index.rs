@@ -59,7 +59,7 @@ impl OffsetIndex {
 
     /// `None` if the bytes are not a well-formed index for a segment of `segment_len` bytes.
     pub fn decode(bytes: &[u8], segment_len: u64) -> Option<OffsetIndex> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         let mut index = OffsetIndex::default();
@@ -120,7 +120,7 @@ impl TimeIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<TimeIndex> {
-        if bytes.len() % 12 != 0 {
+        if !bytes.len().is_multiple_of(12) {
             return None;
         }
         let mut index = TimeIndex::default();

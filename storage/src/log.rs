@@ -230,35 +230,37 @@ impl<D: Disk> Log<D> {
     /// Waits until an append of `len` bytes can be copied into the active segment's buffer without yielding:
     /// not rolling, rolled if the segment is full or old, and with buffer room.
     async fn make_room(&self, len: usize, record_count: i64, now_ms: i64) -> Result<(), ErrorCode> {
+        enum Step {
+            Ready,
+            Wait,
+            Roll,
+            WriteOut(i64),
+        }
         loop {
             let listener = self.changed.listen();
-            let write_first = {
+            let step = {
                 let mut state = self.state();
+                let state = &mut *state;
                 state.check_writable()?;
                 if state.rolling {
-                    drop(state);
-                    listener.await;
-                    continue;
-                }
-                if needs_roll(&state, len, record_count, now_ms) {
-                    drop(state);
-                    self.roll(now_ms).await?;
-                    continue;
-                }
-                if state.write_buffer.fits(len) {
-                    return Ok(());
-                }
-                let pending = state.write_buffer.end() > state.written_bytes;
-                if pending && state.write_buffer.at_capacity(len) {
-                    Some(state.log_end_offset())
+                    Step::Wait
+                } else if needs_roll(state, len, record_count, now_ms) {
+                    Step::Roll
+                } else if state.write_buffer.fits(len) {
+                    Step::Ready
+                } else if state.write_buffer.end() > state.written_bytes && state.write_buffer.at_capacity(len) {
+                    // Write out what is pending rather than growing the buffer past its capacity.
+                    Step::WriteOut(state.log_end_offset())
                 } else {
-                    let state = &mut *state;
                     state.write_buffer.grow(&*state.active.file, len);
-                    return Ok(());
+                    Step::Ready
                 }
             };
-            if let Some(offset) = write_first {
-                self.write_through(offset).await?;
+            match step {
+                Step::Ready => return Ok(()),
+                Step::Wait => listener.await,
+                Step::Roll => self.roll(now_ms).await?,
+                Step::WriteOut(offset) => self.write_through(offset).await?,
             }
         }
     }
@@ -278,27 +280,22 @@ impl<D: Disk> Log<D> {
     pub(crate) async fn write_through(&self, next_offset: i64) -> Result<(), ErrorCode> {
         loop {
             let listener = self.changed.listen();
-            let (file, out, preallocate_to, covers_offset) = {
+            let job = {
                 let mut state = self.state();
                 if state.written_next_offset >= next_offset {
                     return Ok(());
                 }
                 state.check_writable()?;
                 if state.write_in_flight {
-                    drop(state);
-                    listener.await;
-                    continue;
+                    None
+                } else {
+                    state.write_in_flight = true;
+                    Some(self.start_write(&mut state))
                 }
-                state.write_in_flight = true;
-                let state = &mut *state;
-                let out = state.write_buffer.take(&*state.active.file);
-                let write_end = out.file_position + align_up(out.end - out.file_position, state.active.file.alignment());
-                let preallocate_to = (write_end > state.active.allocated_bytes).then(|| {
-                    let ahead = write_end + state.config.preallocate_bytes;
-                    let cap = align_up(state.config.segment_bytes, state.active.file.alignment());
-                    ahead.min(cap).max(write_end)
-                });
-                (state.active.file.clone(), out, preallocate_to, state.log_end_offset())
+            };
+            let Some((file, out, preallocate_to, covers_offset)) = job else {
+                listener.await;
+                continue;
             };
             let mut result = Ok(());
             if let Some(len) = preallocate_to {
@@ -323,29 +320,63 @@ impl<D: Disk> Log<D> {
         }
     }
 
+    /// Takes the write buffer for a write-out and decides whether the file must grow first. Returns the file,
+    /// the buffer, the size to preallocate to, and the offset the write will cover.
+    #[allow(clippy::type_complexity)]
+    fn start_write(
+        &self,
+        state: &mut LogState<D::File>,
+    ) -> (Rc<D::File>, crate::writer::WriteOut<<D::File as DiskFile>::Buf>, Option<u64>, i64) {
+        let out = state.write_buffer.take(&*state.active.file);
+        let alignment = state.active.file.alignment();
+        let write_end = out.file_position + align_up(out.end - out.file_position, alignment);
+        let preallocate_to = (write_end > state.active.allocated_bytes).then(|| {
+            let ahead = write_end + state.config.preallocate_bytes;
+            let cap = align_up(state.config.segment_bytes, alignment);
+            ahead.min(cap).max(write_end)
+        });
+        (state.active.file.clone(), out, preallocate_to, state.log_end_offset())
+    }
+
     /// Returns once every batch below `next_offset` has been fdatasync'd. An fdatasync covers every write
     /// completed when it starts, so appenders waiting together share one (group commit).
     pub(crate) async fn sync_through(&self, next_offset: i64) -> Result<(), ErrorCode> {
+        enum Step<F> {
+            Wait,
+            WriteFirst,
+            Sync(Rc<F>, i64),
+        }
         loop {
             let listener = self.changed.listen();
-            let (file, covers_offset) = {
+            let step = {
                 let mut state = self.state();
                 if state.synced_next_offset >= next_offset {
                     return Ok(());
                 }
                 state.check_writable()?;
-                if state.written_next_offset < next_offset && !state.write_in_flight {
-                    drop(state);
-                    self.write_through(next_offset).await?;
-                    continue;
+                if state.written_next_offset < next_offset {
+                    if state.write_in_flight {
+                        Step::Wait
+                    } else {
+                        Step::WriteFirst
+                    }
+                } else if state.sync_in_flight {
+                    Step::Wait
+                } else {
+                    state.sync_in_flight = true;
+                    Step::Sync(state.active.file.clone(), state.written_next_offset)
                 }
-                if state.sync_in_flight || state.written_next_offset < next_offset {
-                    drop(state);
+            };
+            let (file, covers_offset) = match step {
+                Step::Wait => {
                     listener.await;
                     continue;
                 }
-                state.sync_in_flight = true;
-                (state.active.file.clone(), state.written_next_offset)
+                Step::WriteFirst => {
+                    self.write_through(next_offset).await?;
+                    continue;
+                }
+                Step::Sync(file, covers_offset) => (file, covers_offset),
             };
             let result = file.sync_data().await;
             let mut state = self.state();
@@ -431,7 +462,13 @@ impl<D: Disk> Log<D> {
             let mut state = self.state();
             state.active.finish_time_index();
             let active = &state.active;
-            (active.file.clone(), active.size, active.base_offset, active.offset_index.encode(), active.time_index.encode())
+            (
+                active.file.clone(),
+                active.size,
+                active.base_offset,
+                active.offset_index.encode(),
+                active.time_index.encode(),
+            )
         };
         let result = async {
             file.truncate(size).await.map_err(|e| ("truncating a sealed segment", e))?;

@@ -31,7 +31,11 @@ const RECOVERY_CHUNK_BYTES: usize = 1 << 20;
 pub enum OpenError {
     Io(io::Error),
     /// A batch in a segment other than the newest is unreadable: reported, never skipped or truncated.
-    Corrupt { segment: PathBuf, position: u64, error: ErrorCode },
+    Corrupt {
+        segment: PathBuf,
+        position: u64,
+        error: ErrorCode,
+    },
 }
 
 impl fmt::Display for OpenError {
@@ -210,9 +214,7 @@ async fn open_segment<D: Disk>(
     let index = read_index(disk, &segment_path(dir, base, INDEX_SUFFIX)).await?;
     let time_index = read_index(disk, &segment_path(dir, base, TIME_INDEX_SUFFIX)).await?;
     let indexes = match (index, time_index) {
-        (Some(index), Some(time_index)) => {
-            OffsetIndex::decode(&index, file_size).zip(TimeIndex::decode(&time_index))
-        }
+        (Some(index), Some(time_index)) => OffsetIndex::decode(&index, file_size).zip(TimeIndex::decode(&time_index)),
         _ => None,
     };
     let Some((offset_index, time_index)) = indexes else {
@@ -242,7 +244,9 @@ async fn open_segment<D: Disk>(
             }
             Ok(None) => break,
             Err(ScanStop::Io(error)) => return Err(error.into()),
-            Err(ScanStop::Invalid { position, error }) => return Err(OpenError::Corrupt { segment: path, position, error }),
+            Err(ScanStop::Invalid { position, error }) => {
+                return Err(OpenError::Corrupt { segment: path, position, error })
+            }
         }
     }
     if let Some((timestamp, relative_offset)) = time_index.last() {
@@ -299,6 +303,8 @@ fn end_of_scan<F>(stop: ScanStop, segment: &Segment<F>, path: &Path, tolerate_ta
     match stop {
         ScanStop::Io(error) => Err(error.into()),
         ScanStop::Invalid { .. } if tolerate_tail => Ok(segment.size),
-        ScanStop::Invalid { position, error } => Err(OpenError::Corrupt { segment: path.to_path_buf(), position, error }),
+        ScanStop::Invalid { position, error } => {
+            Err(OpenError::Corrupt { segment: path.to_path_buf(), position, error })
+        }
     }
 }

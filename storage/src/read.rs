@@ -80,7 +80,9 @@ impl<D: Disk> Log<D> {
                 if batch.header.next_offset() <= target {
                     continue;
                 }
-                if batch.header.next_offset() > upper || (!batches.is_empty() && total_bytes + batch.bytes.len() > max_bytes) {
+                if batch.header.next_offset() > upper
+                    || (!batches.is_empty() && total_bytes + batch.bytes.len() > max_bytes)
+                {
                     break;
                 }
                 total_bytes += batch.bytes.len();
@@ -120,7 +122,12 @@ impl<D: Disk> Log<D> {
                     let next_segment = if is_active {
                         None
                     } else {
-                        state.sealed.range(segment.base_offset + 1..).next().map(|(&b, _)| b).or(Some(state.active.base_offset))
+                        state
+                            .sealed
+                            .range(segment.base_offset + 1..)
+                            .next()
+                            .map(|(&b, _)| b)
+                            .or(Some(state.active.base_offset))
                     };
                     return Ok(Some(DiskPlan {
                         file: segment.file.clone(),
@@ -149,7 +156,8 @@ impl<D: Disk> Log<D> {
             };
             let relative_offset = segment.time_index.lookup(timestamp_ms);
             let position = segment.offset_index.lookup(relative_offset);
-            let scan_end = if segment.base_offset == state.active.base_offset { state.written_bytes } else { segment.size };
+            let scan_end =
+                if segment.base_offset == state.active.base_offset { state.written_bytes } else { segment.size };
             (segment.file.clone(), u64::from(position), scan_end, state.log_start_offset)
         };
         let mut scanner = Scanner::new(&*file, position, scan_end, 1 << 20, false);
@@ -182,6 +190,10 @@ impl<D: Disk> Log<D> {
     /// The largest timestamp in the log and the last offset of its batch (ListOffsets MAX_TIMESTAMP).
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
         let state = self.state.borrow();
-        state.segments().filter(|s| s.max_timestamp >= 0).map(|s| (s.max_timestamp, s.max_timestamp_offset)).max_by_key(|&(ts, _)| ts)
+        state
+            .segments()
+            .filter(|s| s.max_timestamp >= 0)
+            .map(|s| (s.max_timestamp, s.max_timestamp_offset))
+            .max_by_key(|&(ts, _)| ts)
     }
 }

@@ -15,7 +15,9 @@ impl<D: Disk> Log<D> {
         let roll_first = {
             let state = self.state.borrow();
             let expired = |max_timestamp: i64| {
-                state.config.retention_ms >= 0 && max_timestamp >= 0 && now_ms - max_timestamp > state.config.retention_ms
+                state.config.retention_ms >= 0
+                    && max_timestamp >= 0
+                    && now_ms - max_timestamp > state.config.retention_ms
             };
             !state.active.is_empty()
                 && expired(state.active.max_timestamp)
@@ -30,9 +32,11 @@ impl<D: Disk> Log<D> {
             let mut remaining_bytes: i64 = state.segments().map(|s| s.size as i64).sum();
             let mut doomed = Vec::new();
             for segment in state.sealed.values() {
-                let by_time =
-                    config.retention_ms >= 0 && segment.max_timestamp >= 0 && now_ms - segment.max_timestamp > config.retention_ms;
-                let by_size = config.retention_bytes >= 0 && remaining_bytes - segment.size as i64 >= config.retention_bytes;
+                let by_time = config.retention_ms >= 0
+                    && segment.max_timestamp >= 0
+                    && now_ms - segment.max_timestamp > config.retention_ms;
+                let by_size =
+                    config.retention_bytes >= 0 && remaining_bytes - segment.size as i64 >= config.retention_bytes;
                 let below_start = segment.next_offset <= state.log_start_offset;
                 if !(by_time || by_size || below_start) {
                     break;
@@ -60,7 +64,8 @@ impl<D: Disk> Log<D> {
             if target <= state.log_start_offset {
                 return Ok(state.log_start_offset);
             }
-            let doomed: Vec<i64> = state.sealed.values().filter(|s| s.next_offset <= target).map(|s| s.base_offset).collect();
+            let doomed: Vec<i64> =
+                state.sealed.values().filter(|s| s.next_offset <= target).map(|s| s.base_offset).collect();
             (target, doomed)
         };
         let checkpoint = self.dir.join(LOG_START_OFFSET_FILE);

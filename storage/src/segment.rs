@@ -115,7 +115,10 @@ impl<F: DiskFile> Segment<F> {
 pub(crate) enum ScanStop {
     Io(io::Error),
     /// No valid batch at `position`: torn tail, zeros, or corruption.
-    Invalid { position: u64, error: ErrorCode },
+    Invalid {
+        position: u64,
+        error: ErrorCode,
+    },
 }
 
 /// A batch found by a scan.

@@ -145,7 +145,11 @@ fn delete_records_moves_the_start_and_survives_reopen() {
         for i in 0..30 {
             log.append(sized_batch(i, 1500, BASE_TIME_MS), BASE_TIME_MS).await.unwrap();
         }
-        assert_eq!(log.delete_records_before(15).await.unwrap_err(), ErrorCode::OffsetOutOfRange, "above the high watermark");
+        assert_eq!(
+            log.delete_records_before(15).await.unwrap_err(),
+            ErrorCode::OffsetOutOfRange,
+            "above the high watermark"
+        );
         log.set_high_watermark(log.log_end_offset());
         assert_eq!(log.delete_records_before(31).await.unwrap_err(), ErrorCode::OffsetOutOfRange);
         assert_eq!(log.delete_records_before(15).await.unwrap(), 15);
@@ -279,9 +283,15 @@ fn after_a_write_error_the_log_refuses_writes_but_serves_reads() {
         let log = open(&disk, small_config(), 1 << 20);
         log.append(batch(1, 2, BASE_TIME_MS), BASE_TIME_MS).await.unwrap();
         disk.fail_next_writes(1);
-        assert_eq!(log.append(batch(2, 2, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(), ErrorCode::KafkaStorageError);
+        assert_eq!(
+            log.append(batch(2, 2, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(),
+            ErrorCode::KafkaStorageError
+        );
         assert!(log.failure().is_some());
-        assert_eq!(log.append(batch(3, 2, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(), ErrorCode::KafkaStorageError);
+        assert_eq!(
+            log.append(batch(3, 2, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(),
+            ErrorCode::KafkaStorageError
+        );
         assert_eq!(log.read(0, 1 << 20, 2).await.unwrap().batches.len(), 1);
         // Reopening finds only what was written before the failure.
         disk.crash(CrashMode::KeepUnsynced);
@@ -296,8 +306,14 @@ fn a_sync_error_fails_a_flushing_append() {
         let disk = MemDisk::new(14);
         let log = open(&disk, small_config().flush_every_append(), 1 << 20);
         disk.fail_next_syncs(1);
-        assert_eq!(log.append(batch(1, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(), ErrorCode::KafkaStorageError);
-        assert_eq!(log.append(batch(2, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(), ErrorCode::KafkaStorageError);
+        assert_eq!(
+            log.append(batch(1, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(),
+            ErrorCode::KafkaStorageError
+        );
+        assert_eq!(
+            log.append(batch(2, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(),
+            ErrorCode::KafkaStorageError
+        );
     });
 }
 
@@ -353,6 +369,7 @@ fn concurrent_flushing_appends_share_fdatasyncs() {
     block_on(async {
         let disk = MemDisk::new(16);
         let log = open(&disk, small_config().flush_every_append(), 1 << 20);
+        disk.set_yield_on_io(true);
         let syncs_before = disk.sync_count();
         let appends: Vec<_> = (0..16).map(|i| log.append(batch(i, 1, BASE_TIME_MS), BASE_TIME_MS)).collect();
         let results = futures_lite::future::block_on(join_all(appends));

@@ -125,7 +125,7 @@ fn random_crash_keeps_synced_bytes_and_tears_only_whole_sectors() {
         });
         disk.crash(CrashMode::Random);
         let c = contents(&disk);
-        assert!(c.len() >= 2048 && c.len() <= 4096 && c.len() % 512 == 0, "seed {seed}: len {}", c.len());
+        assert!(c.len() >= 2048 && c.len() <= 4096 && c.len().is_multiple_of(512), "seed {seed}: len {}", c.len());
         // First write: a prefix of sectors is 0xBB, the rest still the synced 0xAA.
         let bb = c[..2048].iter().take_while(|&&b| b == 0xBB).count();
         assert_eq!(bb % 512, 0, "seed {seed}");
@@ -293,4 +293,14 @@ fn directory_operations() {
     // Directory operations are durable immediately.
     disk.crash(CrashMode::DropUnsynced);
     assert_eq!(block_on(disk.list_dir(Path::new("/d"))).unwrap(), ["t-0"]);
+}
+
+#[test]
+fn trimmed_buffer_writes_only_its_length() {
+    let (disk, f) = setup(1);
+    let mut b = buf(&f, 2048, 5);
+    b.trim(1024);
+    assert_eq!(b.as_slice().len(), 1024);
+    block_on(f.write_at(b, 0)).unwrap();
+    assert_eq!(contents(&disk), vec![5; 1024]);
 }

@@ -14,10 +14,8 @@ pub const BASE_TIME_MS: i64 = 1_700_000_000_000;
 /// A producer batch of `records` records whose values name `tag` and the record index.
 pub fn batch(tag: u64, records: usize, timestamp_ms: i64) -> BytesMut {
     let values: Vec<Vec<u8>> = (0..records).map(|i| format!("{tag}-{i}").into_bytes()).collect();
-    let specs: Vec<RecordSpec<'_>> = values
-        .iter()
-        .map(|v| RecordSpec { key: Some(b"k"), value: Some(v), headers: &[], timestamp_ms })
-        .collect();
+    let specs: Vec<RecordSpec<'_>> =
+        values.iter().map(|v| RecordSpec { key: Some(b"k"), value: Some(v), headers: &[], timestamp_ms }).collect();
     BytesMut::from(&build_batch(&specs, BatchOptions::default())[..])
 }
 

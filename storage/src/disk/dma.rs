@@ -1,0 +1,426 @@
+//! The production [`Disk`]: glommio DMA files (O_DIRECT through io_uring) for segment data.
+//!
+//! Directory-level operations (create, list, remove, rename, exists, and the small metadata files) use
+//! blocking `std::fs`: they are rare and small (open, segment roll, retention), and glommio's DMA API
+//! does not cover them. Each one that changes a directory fsyncs that directory before returning, so it
+//! is durable when the call returns, as the contract promises.
+
+use super::{with_suffix, Disk, DiskBuf, DiskFile, OpenMode};
+use bytes::{Bytes, BytesMut};
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+use glommio::GlommioError;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Name of the non-empty file opened first on the data directory's device; see [`DmaDisk::new`].
+const PROBE_NAME: &str = ".spate-dma-probe";
+const PROBE_LEN: usize = 4096;
+
+/// Glommio errors to `std::io::Error`, keeping the OS error kind (`NotFound`, `AlreadyExists`, ...);
+/// glommio's own conversion adds the operation and path to the message.
+fn io_err(err: GlommioError<()>) -> io::Error {
+    io::Error::from(err)
+}
+
+/// fsyncs a directory so that entries created, renamed or removed in it survive a power loss.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()), // the root has no parent entry to persist
+    }
+}
+
+/// A [`Disk`] backed by glommio DMA files. Clones share the probe file. Must be used on the glommio
+/// executor (shard) that created it.
+#[derive(Clone)]
+pub struct DmaDisk {
+    data_dir: Rc<PathBuf>,
+    /// Kept open for the disk's lifetime so the device's first-opened DMA file stays a non-empty one.
+    _probe: Rc<DmaFile>,
+}
+
+impl DmaDisk {
+    /// Creates `data_dir` if needed and probes its device. Must run inside a glommio executor.
+    ///
+    /// Glommio decides per device whether to use the io_uring poll ring by reading the first block of
+    /// the first DMA file opened there (glommio issues #605 and #670). If that file is new and empty the
+    /// read "succeeds" with 0 bytes even where the device cannot poll, and every later read fails with
+    /// EOPNOTSUPP. Opening and reading a non-empty probe file first makes the probe honest.
+    pub async fn new(data_dir: &Path) -> io::Result<DmaDisk> {
+        std::fs::create_dir_all(data_dir)?;
+        let probe_path = data_dir.join(PROBE_NAME);
+        std::fs::write(&probe_path, [0u8; PROBE_LEN])?;
+        let probe = OpenOptions::new().read(true).dma_open(&probe_path).await.map_err(io_err)?;
+        probe.read_at_aligned(0, probe.alignment() as usize).await.map_err(io_err)?;
+        Ok(DmaDisk { data_dir: Rc::new(data_dir.to_path_buf()), _probe: Rc::new(probe) })
+    }
+
+    /// The directory this disk was created for.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// A segment file opened for direct reads and writes.
+pub struct DmaSegmentFile {
+    file: DmaFile,
+}
+
+/// A zeroed DMA buffer. `None` for a zero-length buffer, which glommio cannot allocate.
+pub struct DmaBuf(Option<DmaBuffer>);
+
+impl DiskBuf for DmaBuf {
+    fn as_slice(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |b| b.as_bytes())
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        match &mut self.0 {
+            Some(b) => b.as_bytes_mut(),
+            None => &mut [],
+        }
+    }
+    fn trim(&mut self, len: usize) {
+        if len == 0 {
+            self.0 = None;
+        } else if let Some(b) = &mut self.0 {
+            b.trim_to_size(len); // asserts len <= current length
+        } else {
+            panic!("trim to {len} past an empty buffer");
+        }
+    }
+}
+
+impl DmaSegmentFile {
+    /// The underlying glommio file, for callers that need glommio-specific calls.
+    pub fn inner(&self) -> &DmaFile {
+        &self.file
+    }
+}
+
+impl DiskFile for DmaSegmentFile {
+    type Buf = DmaBuf;
+
+    fn alignment(&self) -> usize {
+        self.file.alignment() as usize
+    }
+
+    fn alloc_buf(&self, len: usize) -> DmaBuf {
+        if len == 0 {
+            return DmaBuf(None);
+        }
+        let mut buf = self.file.alloc_dma_buffer(len);
+        // Glommio hands out recycled memory; the contract promises zeros.
+        buf.as_bytes_mut().fill(0);
+        DmaBuf(Some(buf))
+    }
+
+    async fn write_at(&self, buf: DmaBuf, pos: u64) -> io::Result<()> {
+        let Some(buf) = buf.0 else { return Ok(()) };
+        let len = buf.len();
+        let written = self.file.write_at(buf, pos).await.map_err(io_err)?;
+        if written < len {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short direct write at {pos}: {written} of {len} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads with aligned direct reads and copies the wanted range into `Bytes` (one memcpy): glommio's
+    /// `ReadResult` is `!Send` and pins a DMA buffer, so it cannot leave the disk layer.
+    ///
+    /// Not glommio's unaligned `read_at`: near the end of the file it returns `min(read, len)` bytes from
+    /// the in-block offset, i.e. bytes past the end of what was read (garbage) when `pos` is unaligned.
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let align = self.file.alignment();
+        let mut out = BytesMut::with_capacity(len);
+        let mut cur = pos; // next byte wanted
+        while out.len() < len {
+            let block = cur - cur % align;
+            let skip = (cur - block) as usize;
+            let want = (len - out.len()) + skip;
+            let size = want.div_ceil(align as usize) * align as usize;
+            let got = self.file.read_at_aligned(block, size).await.map_err(io_err)?;
+            if got.len() <= skip {
+                break; // end of file
+            }
+            let take = (got.len() - skip).min(len - out.len());
+            out.extend_from_slice(&got[skip..skip + take]);
+            cur += take as u64;
+            // An unaligned short read means end of file; an aligned one may be a partial read: go on.
+            if got.len() < size && !got.len().is_multiple_of(align as usize) {
+                break;
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    async fn sync_data(&self) -> io::Result<()> {
+        self.file.fdatasync().await.map_err(io_err)
+    }
+
+    /// fallocate, then fdatasync so the new size is durable like every other metadata change.
+    async fn preallocate(&self, len: u64) -> io::Result<()> {
+        if len > self.file.file_size().await.map_err(io_err)? {
+            self.file.pre_allocate(len, false).await.map_err(io_err)?;
+            self.file.fdatasync().await.map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    /// ftruncate, then fdatasync: the contract makes truncation durable on return.
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.file.truncate(len).await.map_err(io_err)?;
+        self.file.fdatasync().await.map_err(io_err)
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        self.file.file_size().await.map_err(io_err)
+    }
+
+    async fn close(self) -> io::Result<()> {
+        self.file.close().await.map_err(io_err)
+    }
+}
+
+impl Disk for DmaDisk {
+    type File = DmaSegmentFile;
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<DmaSegmentFile> {
+        // Read and write: `DmaFile::create` would open write-only, and reads would then fail with EBADF.
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        if mode == OpenMode::CreateNew {
+            opts.create_new(true);
+        }
+        let file = opts.dma_open(path).await.map_err(io_err)?;
+        if mode == OpenMode::CreateNew {
+            // The new directory entry must survive a power loss like the data synced into it later.
+            if let Err(e) = sync_parent(path) {
+                let _ = file.close().await;
+                return Err(e);
+            }
+        }
+        Ok(DmaSegmentFile { file })
+    }
+
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.is_dir()).collect();
+        std::fs::create_dir_all(dir)?;
+        // Persist each new entry, outermost first.
+        for created in missing.iter().rev() {
+            sync_parent(created)?;
+        }
+        Ok(())
+    }
+
+    /// Sorted, for deterministic iteration. Non-UTF-8 names come back lossily converted; the log
+    /// ignores names it does not recognise anyway.
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)?;
+        sync_parent(path)
+    }
+
+    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(dir)?;
+        sync_parent(dir)
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)?;
+        sync_parent(to)?;
+        if from.parent() != to.parent() {
+            sync_parent(from)?;
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    async fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let tmp = with_suffix(path, ".tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        sync_parent(path)
+    }
+
+    async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("spate-dma-test-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce(PathBuf) -> F + Send + 'static) {
+        let tmp = TempDir::new();
+        let dir = tmp.0.clone();
+        glommio::LocalExecutorBuilder::default().make().unwrap().run(f(dir));
+    }
+
+    fn filled(f: &DmaSegmentFile, len: usize, byte: impl Fn(usize) -> u8) -> DmaBuf {
+        let mut b = f.alloc_buf(len);
+        assert!(b.as_slice().iter().all(|&x| x == 0));
+        for (i, x) in b.as_mut_slice().iter_mut().enumerate() {
+            *x = byte(i);
+        }
+        b
+    }
+
+    fn pattern(i: usize) -> u8 {
+        (i % 251) as u8
+    }
+
+    #[test]
+    fn write_then_read_unaligned_ranges() {
+        run(|dir| async move {
+            let disk = DmaDisk::new(&dir).await.unwrap();
+            assert!(dir.join(PROBE_NAME).exists());
+            let f = disk.open(&dir.join("0.log"), OpenMode::CreateNew).await.unwrap();
+            let a = f.alignment();
+            assert!(a >= 512 && a.is_power_of_two());
+            f.write_at(filled(&f, 4 * a, pattern), 0).await.unwrap();
+            assert_eq!(f.size().await.unwrap(), 4 * a as u64);
+            for (pos, len) in [(0, 1), (1, 10), (a - 3, 7), (a + 17, 2 * a + 5), (0, 4 * a), (3 * a + 9, 10 * a)] {
+                let r = f.read_at(pos as u64, len).await.unwrap();
+                let end = (pos + len).min(4 * a);
+                let want: Vec<u8> = (pos..end).map(pattern).collect();
+                assert_eq!(&r[..], &want[..], "pos {pos} len {len}");
+            }
+            // Past the end, and reads ending in a partial block.
+            assert!(f.read_at(4 * a as u64, 10).await.unwrap().is_empty());
+            assert!(f.read_at(100 * a as u64, 10).await.unwrap().is_empty());
+            assert!(f.read_at(0, 0).await.unwrap().is_empty());
+            f.truncate(a as u64 + 100).await.unwrap();
+            let r = f.read_at(a as u64 + 50, 4 * a).await.unwrap();
+            assert_eq!(&r[..], &(a + 50..a + 100).map(pattern).collect::<Vec<_>>()[..]);
+            let r = f.read_at(a as u64 + 200, 10).await.unwrap();
+            assert!(r.is_empty());
+            // Rewriting a partially filled block.
+            f.write_at(filled(&f, a, |_| 0xEE), a as u64).await.unwrap();
+            assert_eq!(&f.read_at(a as u64 - 1, 2).await.unwrap()[..], &[pattern(a - 1), 0xEE]);
+            // A trimmed buffer writes only its remaining length.
+            let mut b = filled(&f, 3 * a, |_| 0xDD);
+            b.trim(a);
+            assert_eq!(b.as_slice().len(), a);
+            f.write_at(b, 2 * a as u64).await.unwrap();
+            assert_eq!(f.size().await.unwrap(), 3 * a as u64);
+            let mut empty = f.alloc_buf(a);
+            empty.trim(0);
+            assert!(empty.as_slice().is_empty());
+            f.write_at(empty, 0).await.unwrap();
+            f.sync_data().await.unwrap();
+            f.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn preallocate_truncate_and_reopen() {
+        run(|dir| async move {
+            let disk = DmaDisk::new(&dir).await.unwrap();
+            let path = dir.join("0.log");
+            let f = disk.open(&path, OpenMode::CreateNew).await.unwrap();
+            let a = f.alignment();
+            f.preallocate(1 << 20).await.unwrap();
+            assert_eq!(f.size().await.unwrap(), 1 << 20);
+            assert!(f.read_at(4096, 100).await.unwrap().iter().all(|&b| b == 0));
+            f.preallocate(4096).await.unwrap(); // never shrinks
+            assert_eq!(f.size().await.unwrap(), 1 << 20);
+            f.write_at(filled(&f, a, |_| 7), 0).await.unwrap();
+            f.sync_data().await.unwrap();
+            f.truncate(a as u64).await.unwrap();
+            assert_eq!(f.size().await.unwrap(), a as u64);
+            f.close().await.unwrap();
+
+            let g = disk.open(&path, OpenMode::Existing).await.unwrap();
+            assert_eq!(g.size().await.unwrap(), a as u64);
+            assert_eq!(&g.read_at(0, a).await.unwrap()[..], &vec![7; a][..]);
+            g.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn open_mode_errors() {
+        run(|dir| async move {
+            let disk = DmaDisk::new(&dir).await.unwrap();
+            let path = dir.join("0.log");
+            disk.open(&path, OpenMode::CreateNew).await.unwrap().close().await.unwrap();
+            let e = disk.open(&path, OpenMode::CreateNew).await.err().unwrap();
+            assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+            let e = disk.open(&dir.join("missing.log"), OpenMode::Existing).await.err().unwrap();
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        });
+    }
+
+    #[test]
+    fn directory_operations() {
+        run(|dir| async move {
+            let disk = DmaDisk::new(&dir).await.unwrap();
+            assert_eq!(disk.data_dir(), dir.as_path());
+            let part = dir.join("topic-0");
+            disk.create_dir_all(&part.join("sub/deeper")).await.unwrap();
+            assert!(disk.exists(&part.join("sub/deeper")).await.unwrap());
+            let f = disk.open(&part.join("0.log"), OpenMode::CreateNew).await.unwrap();
+            f.close().await.unwrap();
+            disk.rename(&part.join("0.log"), &part.join("1.log")).await.unwrap();
+            disk.write_file_atomic(&part.join("meta"), b"one").await.unwrap();
+            disk.write_file_atomic(&part.join("meta"), b"two").await.unwrap();
+            assert_eq!(disk.read_file(&part.join("meta")).await.unwrap(), b"two");
+            assert!(!disk.exists(&with_suffix(&part.join("meta"), ".tmp")).await.unwrap());
+            assert_eq!(disk.list_dir(&part).await.unwrap(), ["1.log", "meta", "sub"]);
+            disk.remove_file(&part.join("1.log")).await.unwrap();
+            let e = disk.remove_file(&part.join("1.log")).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::NotFound);
+            disk.remove_dir_all(&part.join("sub")).await.unwrap();
+            assert_eq!(disk.list_dir(&part).await.unwrap(), ["meta"]);
+            disk.remove_dir_all(&part).await.unwrap();
+            assert!(!disk.exists(&part).await.unwrap());
+            assert_eq!(disk.list_dir(&dir).await.unwrap(), [PROBE_NAME]);
+        });
+    }
+}
