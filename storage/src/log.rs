@@ -423,7 +423,9 @@ impl<D: Disk> Log<D> {
         {
             let mut state = self.state();
             state.check_writable()?;
-            if state.rolling {
+            // An empty active segment already starts at the log end offset: there is nothing to seal, and a new
+            // segment there would collide with its file.
+            if state.rolling || state.active.is_empty() {
                 return Ok(());
             }
             state.rolling = true;

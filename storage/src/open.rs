@@ -100,6 +100,28 @@ impl<D: Disk> Log<D> {
                 sealed.insert(base, segment);
             }
         }
+        // A power loss can cut the unsynced tail below a start offset that DeleteRecords had made durable. Then
+        // every batch left is below the start: drop them all and restart empty at the start, so that the start
+        // never moves back and deleted offsets are never handed out again (Kafka's LogLoader does the same).
+        let recovered_end = active.as_ref().map(|segment: &Segment<D::File>| segment.next_offset);
+        if let (Some(start), Some(end)) = (checkpoint, recovered_end) {
+            if end < start {
+                tracing::warn!(
+                    dir = %dir.display(), log_end_offset = end, log_start_offset = start,
+                    "the recovered log ends below its start offset; restarting it empty at the start"
+                );
+                sealed.clear();
+                active = None;
+                for &base in &bases {
+                    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                        match disk.remove_file(&segment_path(&dir, base, suffix)).await {
+                            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
         let mut active = match active {
             Some(segment) => segment,
             None => {
@@ -156,14 +178,22 @@ impl<D: Disk> Log<D> {
     }
 
     /// Clean shutdown: flushes, seals the active segment's files (indexes written, file cut to size) and writes
-    /// the marker that lets the next open skip recovery.
-    pub async fn close(self) -> Result<(), ErrorCode> {
+    /// the marker that lets the next open skip recovery. The log refuses appends afterwards.
+    pub async fn close(&self) -> Result<(), ErrorCode> {
         self.flush().await?;
+        {
+            // Refuse appends from here on: the active segment is about to become final.
+            let mut state = self.state();
+            state.check_writable()?;
+            state.failure = Some("closed".to_string());
+        }
+        self.changed.notify(usize::MAX);
         self.seal_active().await?;
         self.cache.drop_log(self.id);
         let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
         if let Err(error) = self.disk.write_file_atomic(&marker, b"").await {
             let mut state = self.state();
+            state.failure = None;
             return Err(self.fail(&mut state, "writing the clean-shutdown marker", error));
         }
         Ok(())

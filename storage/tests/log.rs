@@ -174,6 +174,10 @@ fn clean_close_reopens_without_recovery() {
         }
         let before = read_all(&log).await;
         log.close().await.unwrap();
+        assert_eq!(
+            log.append(batch(1, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(),
+            ErrorCode::KafkaStorageError
+        );
         assert!(disk.file_names(&dir()).contains(&CLEAN_SHUTDOWN_MARKER.to_string()));
         disk.crash(CrashMode::DropUnsynced); // a clean close leaves nothing unsynced
         let log = open(&disk, small_config(), 0);
