@@ -10,3 +10,4 @@ pub mod varint;
 
 pub use batch::{BatchHeader, BatchView, BATCH_HEADER_LEN};
 pub use error::ErrorCode;
+pub mod runtime;

@@ -1,13 +1,20 @@
-//! Spate's Kafka wire protocol, without sockets: bytes in, bytes out.
+//! Spate's Kafka wire protocol and the broker process around it.
 //!
-//! The shard runtime (a later step) owns each connection's read buffer and feeds it here:
+//! Each connection ([`connection`], a task on the shard that accepted it) owns its read buffer and
+//! feeds it through:
 //!
 //! 1. [`frame::FrameDecoder`] splits complete frames off the buffer, refusing oversized or
 //!    negative size prefixes before anything is allocated for the body.
-//! 2. [`header::parse_request`] reads the request header (layout v0, v1 or v2, chosen by API key
-//!    and version) and leaves the body as a zero-copy slice of the frame.
-//! 3. A handler in [`handlers`] decodes the body for its version and appends the response frame,
-//!    built by [`response::encode_response`], to the connection's write buffer.
+//! 2. [`dispatch`] reads the request header with [`header::parse_request`] (layout v0, v1 or v2,
+//!    chosen by API key and version; the body stays a zero-copy slice of the frame) and checks the
+//!    API and version against [`versions`].
+//! 3. A handler in [`handlers`] decodes the body for its version (after [`guard`] has checked its
+//!    array lengths) and appends the response frame, built by [`response::encode_response`], to the
+//!    connection's write buffer.
+//!
+//! [`server`] runs `spate serve` (binary `src/bin/spate.rs`): settings from [`config`], the cluster
+//! id from [`meta_properties`], one shard per core from `spate_core::runtime`, each accepting on the
+//! same port.
 //!
 //! [`versions`] is the single table of APIs and version ranges; only implemented APIs are ever
 //! advertised to clients. Messages are encoded and decoded with the `kafka-protocol` crate.
@@ -15,8 +22,15 @@
 //! Errors from client bytes are values, never panics: a frame, header or body error tells the
 //! caller to close the connection (as Kafka does), after logging the error's `Display` text.
 
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
 pub mod frame;
+pub mod guard;
 pub mod handlers;
 pub mod header;
+pub mod meta_properties;
 pub mod response;
+pub mod server;
 pub mod versions;

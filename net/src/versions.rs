@@ -21,6 +21,8 @@
 //! - **InitProducerId** stops at 5: the crate's request type decodes 0–5 although its
 //!   `ApiKey::valid_versions` says 0–6.
 //! - **ApiVersions** stops at 4, Kafka's and the crate's maximum.
+//! - **Metadata** stops at 12: the crate decodes 13, which only adds a top-level error code
+//!   (`REBOOTSTRAP_REQUIRED`, KIP-1102) that Spate has no use for yet.
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
@@ -62,7 +64,7 @@ const TABLE: [ApiSupport; 16] = [
     ApiSupport { api_key: ApiKey::Produce, advertised: range(0, 11), handled: range(3, 11), implemented: false },
     entry(ApiKey::Fetch, 4, 16, false),
     entry(ApiKey::ListOffsets, 1, 8, false),
-    entry(ApiKey::Metadata, 0, 12, false),
+    entry(ApiKey::Metadata, 0, 12, true),
     entry(ApiKey::FindCoordinator, 0, 4, false),
     API_VERSIONS,
     entry(ApiKey::CreateTopics, 2, 7, false),
@@ -166,9 +168,9 @@ mod tests {
     }
 
     #[test]
-    fn only_api_versions_is_advertised_for_now() {
+    fn only_implemented_apis_are_advertised() {
         let keys: Vec<ApiKey> = advertised().map(|support| support.api_key).collect();
-        assert_eq!(keys, vec![ApiKey::ApiVersions]);
+        assert_eq!(keys, vec![ApiKey::Metadata, ApiKey::ApiVersions]);
         assert!(advertised().all(|support| support.implemented));
     }
 

@@ -35,10 +35,11 @@ const API_VERSIONS_V0_REQUEST: [u8; 18] = [
 fn api_versions_v0_exact_response() {
     #[rustfmt::skip]
     let expected = [
-        0x00, 0x00, 0x00, 0x10, // size 16
+        0x00, 0x00, 0x00, 0x16, // size 22
         0x00, 0x00, 0x00, 0x07, // response header v0: correlation_id 7
         0x00, 0x00,             // error_code 0
-        0x00, 0x00, 0x00, 0x01, // api_keys: INT32 count 1
+        0x00, 0x00, 0x00, 0x02, // api_keys: INT32 count 2, implemented APIs in key order
+        0x00, 0x03, 0x00, 0x00, 0x00, 0x0c, // Metadata 0..12
         0x00, 0x12, 0x00, 0x00, 0x00, 0x04, // ApiVersions 0..4
     ];
     assert_eq!(respond(&API_VERSIONS_V0_REQUEST), expected);
@@ -71,11 +72,12 @@ const API_VERSIONS_V3_REQUEST: [u8; 44] = [
 ];
 
 #[rustfmt::skip]
-const API_VERSIONS_FLEXIBLE_RESPONSE: [u8; 23] = [
-    0x00, 0x00, 0x00, 0x13, // size 19
+const API_VERSIONS_FLEXIBLE_RESPONSE: [u8; 30] = [
+    0x00, 0x00, 0x00, 0x1a, // size 26
     0x00, 0x00, 0x00, 0x2a, // response header v0 even though v3 is flexible: no tag byte
     0x00, 0x00,             // error_code 0
-    0x02,                   // api_keys: compact array, 1 entry
+    0x03,                   // api_keys: compact array, 2 entries
+    0x00, 0x03, 0x00, 0x00, 0x00, 0x0c, 0x00, // Metadata 0..12, no entry tags
     0x00, 0x12, 0x00, 0x00, 0x00, 0x04, 0x00, // ApiVersions 0..4, no entry tags
     0x00, 0x00, 0x00, 0x00, // throttle_time_ms 0
     0x00,                   // body tags: none (no features, epoch, zk flag)
@@ -303,4 +305,34 @@ fn kafka_protocol_writes_tagged_fields_only_when_not_default() {
     let epoch_tail = [0x01, 0x01, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
     assert_eq!(&with_epoch[with_epoch.len() - epoch_tail.len()..], epoch_tail);
     assert_eq!(encode(&ApiVersionsResponse::default().with_zk_migration_ready(false)), default_body);
+}
+
+#[test]
+fn metadata_v1_all_topics_exact_response() {
+    use net::broker::BrokerInfo;
+    use net::dispatch::dispatch;
+
+    #[rustfmt::skip]
+    let frame = [
+        0x00, 0x03, 0x00, 0x01, // Metadata v1 -> request header v1
+        0x00, 0x00, 0x00, 0x05, // correlation_id 5
+        0x00, 0x01, b't',       // client_id "t"
+        0xff, 0xff, 0xff, 0xff, // topics: null = all topics (v1+)
+    ];
+    #[rustfmt::skip]
+    let expected = [
+        0x00, 0x00, 0x00, 0x1d, // size 29
+        0x00, 0x00, 0x00, 0x05, // response header v0
+        0x00, 0x00, 0x00, 0x01, // brokers: 1
+        0x00, 0x00, 0x00, 0x07, //   node_id 7
+        0x00, 0x01, b'h',       //   host "h"
+        0x00, 0x00, 0x23, 0x84, //   port 9092
+        0xff, 0xff,             //   rack null (v1+)
+        0x00, 0x00, 0x00, 0x07, // controller_id 7 (v1+; no cluster_id before v2)
+        0x00, 0x00, 0x00, 0x00, // topics: none exist
+    ];
+    let broker = BrokerInfo { node_id: 7, advertised_host: "h".into(), advertised_port: 9092, cluster_id: "c".into() };
+    let mut out = BytesMut::new();
+    assert_eq!(dispatch(Bytes::copy_from_slice(&frame), &broker, &mut out).unwrap(), ApiKey::Metadata);
+    assert_eq!(&out[..], &expected[..]);
 }

@@ -2,6 +2,7 @@
 //! and the still-encoded body, and appends the response frame to the connection's write buffer.
 
 pub mod api_versions;
+pub mod metadata;
 
 use kafka_protocol::messages::ApiKey;
 

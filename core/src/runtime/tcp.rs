@@ -1,0 +1,121 @@
+//! TCP for shards: listeners that share one port (SO_REUSEPORT), and accepted connections that are
+//! plain `futures-io` streams, so the protocol code never names a glommio type.
+//!
+//! The listening sockets are made on an ordinary thread with [`bind_shared`] (so a bad address or a
+//! port in use is reported before any shard starts, and port 0 resolves to one port for every shard),
+//! then handed to the shards, each of which wraps its own with [`Listener::new`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Kernel accept backlog per listening socket (clamped by `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds `count` listening sockets to `addr` with SO_REUSEPORT and SO_REUSEADDR, so the kernel spreads
+/// incoming connections across them. If `addr` has port 0 the first socket picks the port and the rest
+/// bind to that one. Callable from any thread; the sockets are `Send`.
+pub fn bind_shared(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_port(true)?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SockAddr::from(addr))?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let listener = std::net::TcpListener::from(socket);
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// A listening socket owned by one shard.
+pub struct Listener {
+    inner: glommio::net::TcpListener,
+}
+
+impl Listener {
+    /// Takes over a socket made by [`bind_shared`]. Must be called on the shard that will accept.
+    pub fn new(listener: std::net::TcpListener) -> Self {
+        // SAFETY: `into_raw_fd` gives up ownership of a bound, listening TCP socket; glommio's
+        // listener takes that ownership and closes the fd when dropped.
+        let inner = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        Self { inner }
+    }
+
+    /// Waits for the next connection.
+    pub async fn accept(&self) -> io::Result<Connection> {
+        let stream = self.inner.accept().await.map_err(io::Error::from)?;
+        Ok(Connection { inner: stream })
+    }
+
+    /// The address this socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr().map_err(io::Error::from)
+    }
+}
+
+/// An accepted TCP connection, usable only on the shard that accepted it.
+pub struct Connection {
+    inner: glommio::net::TcpStream,
+}
+
+impl Connection {
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr().map_err(io::Error::from)
+    }
+
+    /// Sets TCP_NODELAY (Kafka brokers and clients set it: responses are small and latency-bound).
+    pub fn set_nodelay(&self, value: bool) -> io::Result<()> {
+        self.inner.set_nodelay(value).map_err(io::Error::from)
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_resolves_to_one_shared_port() {
+        let listeners = bind_shared("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        assert_ne!(ports[0], 0);
+        assert!(ports.iter().all(|port| *port == ports[0]), "{ports:?}");
+    }
+
+    #[test]
+    fn a_port_held_without_reuseport_is_refused() {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let error = bind_shared(plain.local_addr().unwrap(), 1).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
+}

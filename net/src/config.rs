@@ -1,0 +1,261 @@
+//! `spate serve` settings: defaults, then the TOML file (`--config`), then command-line flags.
+//!
+//! TOML keys (all optional):
+//!
+//! ```toml
+//! listen = "127.0.0.1:9092"          # HOST:PORT to accept on (every shard, SO_REUSEPORT)
+//! advertise = "broker1.example:9092" # HOST:PORT told to clients; default: listen
+//! data_dir = "./spate-data"          # created if missing; holds meta.properties
+//! cores = "0,1"                      # a count (2 or "2"), a CPU list ("0,1", "0-3"), or "all"
+//! node_id = 0
+//! socket_request_max_bytes = 104857600 # largest request frame accepted
+//! max_connections_per_shard = 10000    # connections beyond this are closed on accept
+//! ```
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use spate_core::runtime::CoreSpec;
+
+use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+
+/// Default `listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9092";
+/// Default `data_dir`.
+pub const DEFAULT_DATA_DIR: &str = "./spate-data";
+/// Default `max_connections_per_shard`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
+
+/// A setting that is missing its file, does not parse, or makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `cores` in the file: a number, a string, or a list of CPU ids.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CoresValue {
+    /// `cores = 2`: a count.
+    Count(usize),
+    /// `cores = "0,1"`: the `--cores` syntax.
+    Text(String),
+    /// `cores = [0, 1]`: CPU ids.
+    List(Vec<usize>),
+}
+
+/// The settings as given, file or flags: everything optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HOST:PORT to listen on.
+    pub listen: Option<String>,
+    /// HOST:PORT to advertise.
+    pub advertise: Option<String>,
+    /// The data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Which cores to run shards on.
+    pub cores: Option<CoresValue>,
+    /// This broker's node id.
+    pub node_id: Option<i32>,
+    /// Largest request frame, in bytes.
+    pub socket_request_max_bytes: Option<usize>,
+    /// Connections per shard before new ones are closed.
+    pub max_connections_per_shard: Option<usize>,
+}
+
+impl Settings {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError(format!("cannot read config file {}: {error}", path.display())))?;
+        toml::from_str(&text).map_err(|error| ConfigError(format!("config file {}: {error}", path.display())))
+    }
+
+    /// `self`, with every setting `overrides` has replacing this one's.
+    pub fn overridden_by(self, overrides: Settings) -> Settings {
+        Settings {
+            listen: overrides.listen.or(self.listen),
+            advertise: overrides.advertise.or(self.advertise),
+            data_dir: overrides.data_dir.or(self.data_dir),
+            cores: overrides.cores.or(self.cores),
+            node_id: overrides.node_id.or(self.node_id),
+            socket_request_max_bytes: overrides.socket_request_max_bytes.or(self.socket_request_max_bytes),
+            max_connections_per_shard: overrides.max_connections_per_shard.or(self.max_connections_per_shard),
+        }
+    }
+
+    /// Fills in defaults and checks everything.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let (listen_host, _) = split_host_port(&listen_text, "listen")?;
+        let listen = listen_text
+            .to_socket_addrs()
+            .map_err(|error| ConfigError(format!("listen {listen_text:?}: {error}")))?
+            .next()
+            .ok_or_else(|| ConfigError(format!("listen {listen_text:?} resolves to no address")))?;
+        let advertise = match &self.advertise {
+            Some(text) => {
+                let (host, port) = split_host_port(text, "advertise")?;
+                if port == 0 {
+                    return Err(ConfigError(format!("advertise {text:?}: port 0 cannot be advertised")));
+                }
+                Some((host, port))
+            }
+            None => None,
+        };
+        let advertised_host = advertise.as_ref().map_or(listen_host.as_str(), |(host, _)| host.as_str());
+        if ["0.0.0.0", "::", ""].contains(&advertised_host) {
+            return Err(ConfigError(format!(
+                "cannot advertise the wildcard address {advertised_host:?} to clients; set --advertise HOST:PORT"
+            )));
+        }
+        let cores = match self.cores {
+            None => CoreSpec::All,
+            Some(CoresValue::Count(0)) => return Err(ConfigError("cores: the shard count must be at least 1".into())),
+            Some(CoresValue::Count(count)) => CoreSpec::Count(count),
+            Some(CoresValue::Text(text)) => text.parse().map_err(|error| ConfigError(format!("{error}")))?,
+            Some(CoresValue::List(cpus)) => {
+                let text = cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",") + ",";
+                text.parse().map_err(|error| ConfigError(format!("{error}")))?
+            }
+        };
+        let node_id = self.node_id.unwrap_or(0);
+        if node_id < 0 {
+            return Err(ConfigError(format!("node_id {node_id} must not be negative")));
+        }
+        let max_frame_bytes = self.socket_request_max_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES);
+        if max_frame_bytes == 0 || i32::try_from(max_frame_bytes).is_err() {
+            return Err(ConfigError(format!("socket_request_max_bytes {max_frame_bytes} must be 1..={}", i32::MAX)));
+        }
+        let max_connections_per_shard = self.max_connections_per_shard.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_SHARD);
+        if max_connections_per_shard == 0 {
+            return Err(ConfigError("max_connections_per_shard must be at least 1".into()));
+        }
+        Ok(ServeConfig {
+            listen,
+            listen_host,
+            advertise,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            cores,
+            node_id,
+            max_frame_bytes,
+            max_connections_per_shard,
+        })
+    }
+}
+
+/// Everything `spate serve` needs, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// The address every shard binds.
+    pub listen: SocketAddr,
+    /// The host part of `listen` as written (advertised when `advertise` is not set).
+    pub listen_host: String,
+    /// Host and port to advertise; `None`: the listen host and the bound port.
+    pub advertise: Option<(String, u16)>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Which cores run shards.
+    pub cores: CoreSpec,
+    /// This broker's node id.
+    pub node_id: i32,
+    /// `socket.request.max.bytes`.
+    pub max_frame_bytes: usize,
+    /// Connections per shard before new ones are closed.
+    pub max_connections_per_shard: usize,
+}
+
+/// Splits `HOST:PORT` (`[v6]:PORT` for IPv6 literals).
+fn split_host_port(text: &str, what: &str) -> Result<(String, u16), ConfigError> {
+    let invalid = || ConfigError(format!("{what} {text:?} is not HOST:PORT"));
+    let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    let host = host.strip_prefix('[').and_then(|host| host.strip_suffix(']')).unwrap_or(host);
+    let port = port.parse::<u16>().map_err(|_| invalid())?;
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let config = Settings::default().resolve().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(config.listen_host, "127.0.0.1");
+        assert_eq!(config.advertise, None);
+        assert_eq!(config.data_dir, PathBuf::from("./spate-data"));
+        assert_eq!(config.cores, CoreSpec::All);
+        assert_eq!(config.node_id, 0);
+        assert_eq!(config.max_frame_bytes, 104_857_600);
+        assert_eq!(config.max_connections_per_shard, 10_000);
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let file: Settings = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nadvertise = \"broker.example:9100\"\ndata_dir = \"/d\"\ncores = [0, 1]\n\
+             node_id = 4\nmax_connections_per_shard = 5\n",
+        )
+        .unwrap();
+        let flags = Settings { node_id: Some(6), cores: Some(CoresValue::Text("1".into())), ..Settings::default() };
+        let config = file.overridden_by(flags).resolve().unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.advertise, Some(("broker.example".into(), 9100)));
+        assert_eq!(config.data_dir, PathBuf::from("/d"));
+        assert_eq!(config.cores, CoreSpec::Count(1), "flag wins");
+        assert_eq!(config.node_id, 6, "flag wins");
+        assert_eq!(config.max_connections_per_shard, 5);
+    }
+
+    #[test]
+    fn cores_in_every_file_form() {
+        for (toml_text, expected) in [
+            ("cores = 2", CoreSpec::Count(2)),
+            ("cores = \"0,1\"", CoreSpec::List(vec![0, 1])),
+            ("cores = [3]", CoreSpec::List(vec![3])),
+            ("cores = \"all\"", CoreSpec::All),
+        ] {
+            let settings: Settings = toml::from_str(toml_text).unwrap();
+            assert_eq!(settings.resolve().unwrap().cores, expected, "{toml_text}");
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(toml::from_str::<Settings>("colour = \"blue\"").is_err(), "unknown keys are errors");
+        for bad in [
+            Settings { listen: Some("nohostport".into()), ..Settings::default() },
+            Settings { listen: Some("0.0.0.0:9092".into()), ..Settings::default() },
+            Settings { advertise: Some("h:0".into()), ..Settings::default() },
+            Settings { node_id: Some(-1), ..Settings::default() },
+            Settings { cores: Some(CoresValue::Count(0)), ..Settings::default() },
+            Settings { socket_request_max_bytes: Some(1 << 31), ..Settings::default() },
+            Settings { max_connections_per_shard: Some(0), ..Settings::default() },
+        ] {
+            assert!(bad.clone().resolve().is_err(), "{bad:?}");
+        }
+        let wildcard = Settings {
+            listen: Some("0.0.0.0:9092".into()),
+            advertise: Some("broker.example:9092".into()),
+            ..Settings::default()
+        };
+        assert!(wildcard.resolve().is_ok(), "wildcard listen is fine with an advertised host");
+    }
+
+    #[test]
+    fn ipv6_literals() {
+        assert_eq!(split_host_port("[::1]:9092", "listen"), Ok(("::1".into(), 9092)));
+        let config = Settings { listen: Some("[::1]:0".into()), ..Settings::default() }.resolve().unwrap();
+        assert!(config.listen.is_ipv6());
+    }
+}

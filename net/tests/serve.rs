@@ -1,0 +1,335 @@
+//! The real `spate serve` process, driven by kcat (librdkafka) and by raw sockets.
+//!
+//! Needs `kcat` on PATH (Debian package `kcat`; `scripts/install-deps.sh` installs it). Without it
+//! these tests fail, on purpose: a silent skip would hide that the client path is untested.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running broker. Dropping it kills the process, so a failed assertion never leaks one.
+struct Broker {
+    child: Child,
+    port: u16,
+    stderr_path: std::path::PathBuf,
+    _dirs: TempDir,
+}
+
+impl Broker {
+    /// Starts `spate serve` on a free port with a fresh data directory and `extra` arguments, and
+    /// waits until the port accepts connections.
+    fn start(extra: &[&str]) -> Broker {
+        let dirs = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let stderr_path = dirs.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let data_dir = dirs.path().join("data");
+        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut broker = Broker { child, port, stderr_path, _dirs: dirs };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = broker.child.try_wait().unwrap() {
+                panic!("spate exited during startup ({status}):\n{}", broker.stderr());
+            }
+            assert!(Instant::now() < deadline, "spate did not accept on {port}:\n{}", broker.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self._dirs.path().join("data")
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("spate exited ({status}):\n{}", self.stderr());
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "spate still running after {timeout:?}:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kcat -L` against this broker, asserting it succeeds and lists this broker.
+    fn assert_kcat_lists_broker(&self, node_id: i32) -> String {
+        let output = kcat(&["-L", "-b", &format!("127.0.0.1:{}", self.port), "-m", "5"]);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "kcat -L failed ({}):\n{stdout}\n{stderr}\nspate:\n{}",
+            output.status,
+            self.stderr()
+        );
+        let expected = format!("broker {node_id} at 127.0.0.1:{}", self.port);
+        assert!(stdout.contains(&expected), "kcat -L output lacks {expected:?}:\n{stdout}\n{stderr}");
+        stdout
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs kcat; fails the test with an install hint if it is not there.
+fn kcat(args: &[&str]) -> Output {
+    match Command::new("kcat").args(args).stdin(Stdio::null()).output() {
+        Ok(output) => output,
+        Err(error) if error.kind() == ErrorKind::NotFound => panic!(
+            "kcat is not installed, and these tests need it: run scripts/install-deps.sh or \
+             `apt-get install -y kcat`"
+        ),
+        Err(error) => panic!("cannot run kcat: {error}"),
+    }
+}
+
+/// Sends `bytes` (then half-closes if `close_write`) and reads until the broker closes the
+/// connection. Returns what came back first. Fails if the broker keeps the connection open.
+fn send_and_expect_close(port: u16, bytes: &[u8], close_write: bool) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(bytes).unwrap();
+    if close_write {
+        stream.shutdown(Shutdown::Write).unwrap();
+    }
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => received,
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => received,
+        Err(error) => panic!("the broker did not close the connection ({error}); received {received:?}"),
+    }
+}
+
+/// A request frame: header v1 with client id "test", then `body`.
+fn request(api_key: i16, api_version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&api_key.to_be_bytes());
+    frame.extend_from_slice(&api_version.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.extend_from_slice(&[0, 4, b't', b'e', b's', b't']);
+    frame.extend_from_slice(body);
+    let mut wire = (frame.len() as i32).to_be_bytes().to_vec();
+    wire.extend_from_slice(&frame);
+    wire
+}
+
+/// Reads one response frame; returns its correlation id and the rest.
+fn read_response(stream: &mut TcpStream) -> (i32, Vec<u8>) {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).unwrap();
+    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut frame).unwrap();
+    (i32::from_be_bytes(frame[..4].try_into().unwrap()), frame[4..].to_vec())
+}
+
+#[test]
+fn kcat_lists_the_broker_and_unknown_topics() {
+    let mut broker = Broker::start(&[]);
+    let all = broker.assert_kcat_lists_broker(0);
+    assert!(all.contains("(controller)"), "{all}");
+    assert!(all.contains(" 0 topics"), "{all}");
+
+    let output = kcat(&["-L", "-b", &format!("127.0.0.1:{}", broker.port), "-m", "5", "-t", "no-such-topic"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("topic \"no-such-topic\""), "{stdout}");
+    assert!(stdout.contains("Unknown topic or partition"), "{stdout}");
+
+    let meta = std::fs::read_to_string(broker.data_dir().join("meta.properties")).unwrap();
+    assert!(meta.starts_with("cluster.id=") && meta.ends_with("node.id=0\nversion=1\n"), "{meta}");
+    broker.assert_running();
+}
+
+#[test]
+fn bad_input_closes_only_that_connection() {
+    let mut broker = Broker::start(&[]);
+    let port = broker.port;
+
+    // Not Kafka at all: "GET " read as a size prefix is over the 100 MiB limit.
+    assert!(send_and_expect_close(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false).is_empty());
+    // The largest size an i32 prefix can announce, with no body.
+    assert!(send_and_expect_close(port, &[0x7f, 0xff, 0xff, 0xff], false).is_empty());
+    // Negative sizes.
+    assert!(send_and_expect_close(port, &[0xff, 0xff, 0xff, 0xff, 0, 0], false).is_empty());
+    assert!(send_and_expect_close(port, &[0x80, 0, 0, 0], false).is_empty());
+    // A frame cut short, then the client closes.
+    let truncated = &request(18, 0, 1, &[])[..9];
+    assert!(send_and_expect_close(port, truncated, true).is_empty());
+    // An API key that does not exist.
+    assert!(send_and_expect_close(port, &request(9999, 0, 2, &[]), false).is_empty());
+    // A known API Spate does not implement yet (Produce v3, header v1).
+    assert!(send_and_expect_close(port, &request(0, 3, 3, &[]), false).is_empty());
+    // Metadata at a version outside 0-12.
+    assert!(send_and_expect_close(port, &request(3, 13, 4, &[0, 0]), false).is_empty());
+    // Metadata whose topics array claims 2^31 - 1 entries in a 4-byte body.
+    assert!(send_and_expect_close(port, &request(3, 1, 5, &[0x7f, 0xff, 0xff, 0xff]), false).is_empty());
+    // Metadata v9 (header v2: empty tag section first) whose compact topics count is a 5-byte
+    // varint that kafka-protocol reads as u32::MAX.
+    assert!(send_and_expect_close(port, &request(3, 9, 6, &[0, 0xff, 0xff, 0xff, 0xff, 0xff]), false).is_empty());
+    // Random bytes with a plausible size prefix.
+    let mut noise = vec![0, 0, 0, 60];
+    noise.extend((0u8..60).map(|i| i.wrapping_mul(151).wrapping_add(7)));
+    assert!(send_and_expect_close(port, &noise, false).is_empty());
+    // A request answered before a bad one still gets its answer.
+    let mut good_then_bad = request(18, 0, 77, &[]);
+    good_then_bad.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    let received = send_and_expect_close(port, &good_then_bad, false);
+    assert_eq!(&received[4..8], &77i32.to_be_bytes(), "ApiVersions answered before the close");
+
+    broker.assert_running();
+    broker.assert_kcat_lists_broker(0);
+    let log = broker.stderr();
+    for expected in [
+        "closing connection: frame of 2147483647 bytes exceeds",
+        "closing connection: frame size prefix is negative (-1)",
+        "connection closed by peer in the middle of a frame",
+        "closing connection: unknown api key 9999",
+        "closing connection: Produce (v3, correlation id 3) is not implemented",
+        "closing connection: Metadata v13 (correlation id 4) is not supported (versions 0 to 12)",
+        "closing connection: malformed Metadata v1 request body: topics: array claims 2147483647 elements",
+    ] {
+        assert!(log.contains(expected), "log lacks {expected:?}:\n{log}");
+    }
+    assert!(log.contains("peer=127.0.0.1:"), "log lines name the peer:\n{log}");
+}
+
+#[test]
+fn api_versions_answers_an_unsupported_version_and_pipelined_requests_in_order() {
+    let broker = Broker::start(&[]);
+    let mut stream = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut burst = Vec::new();
+    burst.extend(request(18, 0, 1, &[]));
+    burst.extend(request(3, 1, 2, &[0xff, 0xff, 0xff, 0xff])); // Metadata v1, all topics
+    burst.extend(request(18, 99, 3, &[0])); // ApiVersions from the future: header v2, empty tags
+    burst.extend(request(3, 4, 4, &[0, 0, 0, 0, 1])); // Metadata v4, no topics, auto-create
+    stream.write_all(&burst).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let (id, body) = read_response(&mut stream);
+        if id == 3 {
+            assert_eq!(&body[..2], &35i16.to_be_bytes(), "UNSUPPORTED_VERSION");
+        }
+        ids.push(id);
+    }
+    assert_eq!(ids, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn config_file_sets_node_id_and_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("spate.toml");
+    std::fs::write(&config, "node_id = 3\ncores = 1\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    // The --listen flag Broker::start passes overrides the file's.
+    let mut broker = Broker::start(&["--config", config.to_str().unwrap()]);
+    broker.assert_kcat_lists_broker(3);
+    assert!(broker.stderr().contains("shards=1"), "{}", broker.stderr());
+    broker.assert_running();
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("spate.toml");
+    std::fs::write(&config, "cores = 1\nmax_connections_per_shard = 2\n").unwrap();
+    let mut broker = Broker::start(&["--config", config.to_str().unwrap()]);
+    // Broker::start's probe connection may still be counted for a moment; wait until it is not.
+    std::thread::sleep(Duration::from_millis(200));
+    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(("127.0.0.1", broker.port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(send_and_expect_close(broker.port, &request(18, 0, 1, &[]), false).is_empty(), "third connection closed");
+    assert!(broker.stderr().contains("connection limit reached"), "{}", broker.stderr());
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    broker.assert_kcat_lists_broker(0);
+    broker.assert_running();
+}
+
+#[test]
+fn sigterm_stops_the_broker_cleanly() {
+    let mut broker = Broker::start(&[]);
+    broker.assert_kcat_lists_broker(0);
+    // An idle client must not hold shutdown up.
+    let mut idle = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
+    idle.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+
+    broker.signal(libc::SIGTERM);
+    let status = broker.wait_exit(Duration::from_secs(8));
+    assert_eq!(status.code(), Some(0), "{}", broker.stderr());
+    let log = broker.stderr();
+    assert!(log.contains("shutting down"), "{log}");
+    let mut rest = Vec::new();
+    assert!(matches!(idle.read_to_end(&mut rest), Ok(0)), "the idle connection was closed");
+}
+
+#[test]
+fn startup_errors_exit_nonzero_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = busy.local_addr().unwrap().to_string();
+    let run = |args: &[&str], data_dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let in_use = run(&["--listen", &address], &dir.path().join("a"));
+    assert_eq!(in_use.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&in_use.stderr).contains("cannot listen on"), "{in_use:?}");
+
+    let bad_cores = run(&["--listen", "127.0.0.1:0", "--cores", "0,4096"], &dir.path().join("b"));
+    assert_eq!(bad_cores.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_cores.stderr).contains("not available"), "{bad_cores:?}");
+
+    // A data directory that belongs to node 0 refuses node 1.
+    let owned = dir.path().join("c");
+    std::fs::create_dir_all(&owned).unwrap();
+    std::fs::write(owned.join("meta.properties"), "cluster.id=abc\nnode.id=0\nversion=1\n").unwrap();
+    let wrong_node = run(&["--listen", "127.0.0.1:0", "--node-id", "1"], &owned);
+    assert_eq!(wrong_node.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong_node.stderr).contains("does not match"), "{wrong_node:?}");
+}
