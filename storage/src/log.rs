@@ -103,10 +103,32 @@ impl<D: Disk> Log<D> {
     }
 
     /// Moves the high watermark; it never passes the log end offset nor goes below the log start offset.
+    /// Wakes fetchers waiting in [`Log::wait_high_watermark_above`].
     pub fn set_high_watermark(&self, offset: i64) {
         let mut state = self.state();
         let clamped = offset.clamp(state.log_start_offset, state.log_end_offset());
-        state.high_watermark = clamped;
+        if clamped != state.high_watermark {
+            state.high_watermark = clamped;
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    /// Waits until the high watermark is above `offset` (a long-polling fetch). Callers bound the wait with
+    /// their own timeout.
+    pub async fn wait_high_watermark_above(&self, offset: i64) {
+        loop {
+            let listener = self.changed.listen();
+            if self.high_watermark() > offset {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Offsets below this are on the device (survive kill -9). A single-node broker moves the high watermark
+    /// here once an append returns.
+    pub fn written_offset(&self) -> i64 {
+        self.state.borrow().written_next_offset
     }
 
     /// Offsets below this survive a power loss.

@@ -451,3 +451,20 @@ fn leader_epoch_and_producer_fields_are_preserved() {
         assert_eq!(header.crc, sent.crc, "stored bytes are the client's bytes");
     });
 }
+
+#[test]
+fn fetchers_wake_when_the_high_watermark_moves() {
+    block_on(async {
+        let disk = MemDisk::new(20);
+        let log = open(&disk, small_config(), 1 << 20);
+        let waiter = log.wait_high_watermark_above(0);
+        let producer = async {
+            let info = log.append(batch(1, 2, BASE_TIME_MS), BASE_TIME_MS).await.unwrap();
+            assert_eq!(log.written_offset(), info.last_offset + 1);
+            assert_eq!(log.high_watermark(), 0, "the log leaves the high watermark to its owner");
+            log.set_high_watermark(log.written_offset());
+        };
+        futures_lite::future::zip(waiter, producer).await;
+        assert_eq!(log.high_watermark(), 2);
+    });
+}
