@@ -22,8 +22,9 @@ const TIME_MS: i64 = 1_700_000_000_000;
 /// A batch of `records` records with `value_len`-byte values.
 fn batch(records: usize, value_len: usize) -> Vec<u8> {
     let value = vec![0x5a; value_len];
-    let specs: Vec<RecordSpec<'_>> =
-        (0..records).map(|i| RecordSpec { key: None, value: Some(&value), headers: &[], timestamp_ms: TIME_MS + i as i64 }).collect();
+    let specs: Vec<RecordSpec<'_>> = (0..records)
+        .map(|i| RecordSpec { key: None, value: Some(&value), headers: &[], timestamp_ms: TIME_MS + i as i64 })
+        .collect();
     build_batch(&specs, BatchOptions::default())
 }
 

@@ -16,6 +16,7 @@ mod read;
 mod retention;
 mod segment;
 mod writer;
+mod yield_now;
 
 pub use cache::{BatchCache, CacheStats};
 pub use config::{FlushPolicy, LogConfig};

@@ -302,22 +302,34 @@ impl<D: Disk> Log<D> {
     pub(crate) async fn write_through(&self, next_offset: i64) -> Result<(), ErrorCode> {
         loop {
             let listener = self.changed.listen();
-            let job = {
+            let claimed = {
                 let mut state = self.state();
                 if state.written_next_offset >= next_offset {
                     return Ok(());
                 }
                 state.check_writable()?;
                 if state.write_in_flight {
-                    None
+                    false
                 } else {
                     state.write_in_flight = true;
-                    Some(self.start_write(&mut state))
+                    true
                 }
             };
-            let Some((file, out, preallocate_to, covers_offset)) = job else {
+            if !claimed {
                 listener.await;
                 continue;
+            }
+            // Let appenders woken in the same wave copy their batches in first (they do so without yielding),
+            // so that one write carries them all instead of the wave splitting into several writes and syncs.
+            crate::yield_now::yield_now().await;
+            let (file, out, preallocate_to, covers_offset) = {
+                let mut state = self.state();
+                if let Err(error) = state.check_writable() {
+                    state.write_in_flight = false;
+                    self.changed.notify(usize::MAX);
+                    return Err(error);
+                }
+                self.start_write(&mut state)
             };
             let mut result = Ok(());
             if let Some(len) = preallocate_to {

@@ -56,10 +56,13 @@ impl<B: DiskBuf> WriteBuffer<B> {
         self.len + extra <= self.buf_len
     }
 
-    /// Makes room for `extra` more bytes by moving to a larger buffer. The caller writes out pending data first
-    /// when the buffer is at capacity, so this copies at most one block plus pending data below `capacity`.
+    /// Makes room for `extra` more bytes by moving to a larger buffer: at least double the current one (up to
+    /// the capacity) so streams of small appends do not reallocate each time, and exactly enough for a large
+    /// batch. The caller writes out pending data first when the buffer is at capacity, so this copies at most
+    /// one block plus pending data below `capacity`.
     pub fn grow<F: DiskFile<Buf = B>>(&mut self, file: &F, extra: usize) {
-        let wanted = align_up((self.len + extra).max(self.capacity) as u64, self.alignment) as usize;
+        let doubled = (self.buf_len * 2).min(self.capacity);
+        let wanted = align_up((self.len + extra).max(doubled) as u64, self.alignment) as usize;
         let mut bigger = file.alloc_buf(wanted);
         bigger.as_mut_slice()[..self.len].copy_from_slice(&self.buf.as_slice()[..self.len]);
         self.buf = bigger;
@@ -85,6 +88,9 @@ impl<B: DiskBuf> WriteBuffer<B> {
         let mut fresh = file.alloc_buf(self.alignment);
         fresh.as_mut_slice()[..self.len - keep_from].copy_from_slice(&self.buf.as_slice()[keep_from..self.len]);
         let mut full = std::mem::replace(&mut self.buf, fresh);
+        // Buffers come unzeroed: the padding after the data must be zeros on disk (recovery reads a zero length
+        // there as the end of the log).
+        full.as_mut_slice()[self.len..write_len].fill(0);
         full.trim(write_len);
         let out = WriteOut { buf: full, file_position: self.file_position, end: self.end() };
         self.file_position += keep_from as u64;

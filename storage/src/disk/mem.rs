@@ -290,7 +290,7 @@ impl DiskBuf for MemBuf {
 impl MemFile {
     async fn maybe_yield(&self) {
         if self.state.borrow().yield_on_io {
-            YieldOnce(false).await;
+            crate::yield_now::yield_now().await;
         }
     }
 
@@ -339,7 +339,8 @@ impl DiskFile for MemFile {
     }
 
     fn alloc_buf(&self, len: usize) -> MemBuf {
-        MemBuf(vec![0; len])
+        // Garbage, not zeros: the contract leaves contents unspecified, and tests must not depend on zeros.
+        MemBuf(vec![0xa5; len])
     }
 
     async fn write_at(&self, buf: MemBuf, pos: u64) -> io::Result<()> {
@@ -574,19 +575,3 @@ impl Disk for MemDisk {
 #[cfg(test)]
 #[path = "mem_tests.rs"]
 mod tests;
-
-/// Returns `Pending` once (waking itself), then `Ready`.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}

@@ -37,7 +37,7 @@ fn contents(disk: &MemDisk) -> Vec<u8> {
 fn write_read_and_sizes() {
     let (disk, f) = setup(1);
     block_on(async {
-        assert!(f.alloc_buf(1024).as_slice().iter().all(|&b| b == 0));
+        assert!(f.alloc_buf(1024).as_slice().iter().all(|&b| b == 0xa5), "unspecified contents are not zeros");
         f.write_at(buf(&f, 1024, 7), 512).await.unwrap();
         assert_eq!(f.size().await.unwrap(), 1536);
         let r = f.read_at(500, 100).await.unwrap();

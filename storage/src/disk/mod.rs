@@ -26,7 +26,8 @@ pub enum OpenMode {
     Existing,
 }
 
-/// An aligned, zero-filled buffer for direct writes.
+/// An aligned buffer for direct writes. Its initial contents are unspecified: the writer fills what it writes
+/// (zeroing the padding of a partial last block itself), so no allocation pays for a memset.
 pub trait DiskBuf {
     fn as_slice(&self) -> &[u8];
     fn as_mut_slice(&mut self) -> &mut [u8];
@@ -42,7 +43,7 @@ pub trait DiskFile {
     /// The direct-I/O block size: write positions and lengths are multiples of it.
     fn alignment(&self) -> usize;
 
-    /// A zero-filled buffer of `len` bytes (`len` a multiple of [`DiskFile::alignment`]).
+    /// A buffer of `len` bytes (a multiple of [`DiskFile::alignment`]) with unspecified contents.
     fn alloc_buf(&self, len: usize) -> Self::Buf;
 
     /// Writes the whole buffer at `pos` (aligned). Returns once the data is on the device (not yet synced).
@@ -54,7 +55,8 @@ pub trait DiskFile {
     /// fdatasync: everything written before the call survives a power loss once it returns.
     async fn sync_data(&self) -> io::Result<()>;
 
-    /// Reserves space up to `len` bytes, growing the file size to `len` (the new tail reads as zeros).
+    /// Reserves space up to `len` bytes, growing the file size to `len` (the new tail reads as zeros). Not
+    /// synced: the fdatasync that later covers data written there also persists the size and extents.
     async fn preallocate(&self, len: u64) -> io::Result<()>;
 
     /// Sets the file size. Durable when it returns (the log syncs data before truncating up to it).
