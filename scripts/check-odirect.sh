@@ -23,10 +23,11 @@ if ! command -v strace >/dev/null 2>&1; then
     (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq strace) >&2
 fi
 
-cargo build --release -q -p storage --example append-bench
+# The debug build: `cargo test` already built it, so CI pays for no extra compile.
+cargo build -q -p storage --example append-bench
 bin="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/examples/append-bench"
-[ -x "$bin" ] || bin="$root/target/release/examples/append-bench"
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/examples/append-bench"
+[ -x "$bin" ] || bin="$root/target/debug/examples/append-bench"
 
 parent="${SPATE_ODIRECT_DIR:-$root/target}"
 mkdir -p "$parent"
