@@ -25,12 +25,16 @@ pub enum ErrorCode {
     TopicAlreadyExists = 36,
     InvalidPartitions = 37,
     InvalidReplicationFactor = 38,
+    InvalidReplicaAssignment = 39,
     InvalidRequest = 42,
     UnsupportedForMessageFormat = 43,
     InvalidConfig = 40,
     KafkaStorageError = 56,
+    FetchSessionIdNotFound = 70,
+    UnknownLeaderEpoch = 75,
     UnsupportedCompressionType = 76,
     InvalidRecord = 87,
+    UnknownTopicId = 100,
 }
 
 impl ErrorCode {
@@ -60,12 +64,16 @@ impl ErrorCode {
             ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
             ErrorCode::InvalidPartitions => "INVALID_PARTITIONS",
             ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
+            ErrorCode::InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::UnsupportedForMessageFormat => "UNSUPPORTED_FOR_MESSAGE_FORMAT",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
+            ErrorCode::FetchSessionIdNotFound => "FETCH_SESSION_ID_NOT_FOUND",
+            ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
             ErrorCode::UnsupportedCompressionType => "UNSUPPORTED_COMPRESSION_TYPE",
             ErrorCode::InvalidRecord => "INVALID_RECORD",
+            ErrorCode::UnknownTopicId => "UNKNOWN_TOPIC_ID",
         }
     }
 }
@@ -89,6 +97,10 @@ mod tests {
         assert_eq!(ErrorCode::UnsupportedForMessageFormat.code(), 43);
         assert_eq!(ErrorCode::KafkaStorageError.code(), 56);
         assert_eq!(ErrorCode::InvalidRecord.code(), 87);
+        assert_eq!(ErrorCode::InvalidReplicaAssignment.code(), 39);
+        assert_eq!(ErrorCode::FetchSessionIdNotFound.code(), 70);
+        assert_eq!(ErrorCode::UnknownLeaderEpoch.code(), 75);
+        assert_eq!(ErrorCode::UnknownTopicId.code(), 100);
         assert_eq!(ErrorCode::InvalidRecord.to_string(), "INVALID_RECORD (87)");
     }
 }

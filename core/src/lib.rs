@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod error;
 pub mod record;
+pub mod topic_config;
 pub mod varint;
 
 pub use batch::{BatchHeader, BatchView, BATCH_HEADER_LEN};

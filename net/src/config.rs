@@ -10,14 +10,25 @@
 //! node_id = 0
 //! socket_request_max_bytes = 104857600 # largest request frame accepted
 //! max_connections_per_shard = 10000    # connections beyond this are closed on accept
+//! auto_create_topics_enable = true     # Metadata requests create unknown topics (Kafka's default)
+//! num_partitions = 1                   # partitions of auto-created topics and of CreateTopics with -1
+//! batch_cache_bytes_per_shard = 268435456 # default: min(256 MiB, physical RAM / 4 / shards)
+//! retention_check_interval_ms = 300000 # how often retention runs (log.retention.check.interval.ms)
+//!
+//! [topic_defaults]                     # broker-wide topic config defaults, with Kafka's topic keys
+//! "retention.ms" = 604800000
+//! "flush.messages" = 1
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use spate_core::runtime::CoreSpec;
+use spate_core::topic_config::TopicDefaults;
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 
@@ -27,6 +38,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9092";
 pub const DEFAULT_DATA_DIR: &str = "./spate-data";
 /// Default `max_connections_per_shard`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
+/// Largest default `batch_cache_bytes_per_shard` (the default is smaller on small machines).
+pub const DEFAULT_BATCH_CACHE_BYTES_MAX: usize = 256 << 20;
+/// Default `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`).
+pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
 
 /// A setting that is missing its file, does not parse, or makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +68,7 @@ pub enum CoresValue {
 }
 
 /// The settings as given, file or flags: everything optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// HOST:PORT to listen on.
@@ -70,6 +85,16 @@ pub struct Settings {
     pub socket_request_max_bytes: Option<usize>,
     /// Connections per shard before new ones are closed.
     pub max_connections_per_shard: Option<usize>,
+    /// Whether Metadata requests create unknown topics.
+    pub auto_create_topics_enable: Option<bool>,
+    /// Partitions of auto-created topics and of CreateTopics asking for the default.
+    pub num_partitions: Option<i32>,
+    /// Batch cache budget of each shard, in bytes.
+    pub batch_cache_bytes_per_shard: Option<usize>,
+    /// How often retention runs, in milliseconds.
+    pub retention_check_interval_ms: Option<u64>,
+    /// Broker-wide topic config defaults, by Kafka topic config key.
+    pub topic_defaults: Option<BTreeMap<String, toml::Value>>,
 }
 
 impl Settings {
@@ -90,6 +115,11 @@ impl Settings {
             node_id: overrides.node_id.or(self.node_id),
             socket_request_max_bytes: overrides.socket_request_max_bytes.or(self.socket_request_max_bytes),
             max_connections_per_shard: overrides.max_connections_per_shard.or(self.max_connections_per_shard),
+            auto_create_topics_enable: overrides.auto_create_topics_enable.or(self.auto_create_topics_enable),
+            num_partitions: overrides.num_partitions.or(self.num_partitions),
+            batch_cache_bytes_per_shard: overrides.batch_cache_bytes_per_shard.or(self.batch_cache_bytes_per_shard),
+            retention_check_interval_ms: overrides.retention_check_interval_ms.or(self.retention_check_interval_ms),
+            topic_defaults: overrides.topic_defaults.or(self.topic_defaults),
         }
     }
 
@@ -140,6 +170,34 @@ impl Settings {
         if max_connections_per_shard == 0 {
             return Err(ConfigError("max_connections_per_shard must be at least 1".into()));
         }
+        let num_partitions = self.num_partitions.unwrap_or(1);
+        if num_partitions < 1 {
+            return Err(ConfigError(format!("num_partitions {num_partitions} must be at least 1")));
+        }
+        let mut defaults = Vec::new();
+        for (key, value) in self.topic_defaults.unwrap_or_default() {
+            let text = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(number) => number.to_string(),
+                toml::Value::Boolean(flag) => flag.to_string(),
+                other => {
+                    return Err(ConfigError(format!(
+                        "topic_defaults.{key}: {other} is not a string, integer or boolean"
+                    )))
+                }
+            };
+            defaults.push((key, text));
+        }
+        let defaults = TopicDefaults::new(defaults.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .map_err(|invalid| ConfigError(format!("topic_defaults: {invalid}")))?;
+        if self.batch_cache_bytes_per_shard == Some(0) {
+            return Err(ConfigError("batch_cache_bytes_per_shard must be at least 1".into()));
+        }
+        let retention_check_interval_ms =
+            self.retention_check_interval_ms.unwrap_or(DEFAULT_RETENTION_CHECK_INTERVAL_MS);
+        if retention_check_interval_ms == 0 {
+            return Err(ConfigError("retention_check_interval_ms must be at least 1".into()));
+        }
         Ok(ServeConfig {
             listen,
             listen_host,
@@ -149,12 +207,19 @@ impl Settings {
             node_id,
             max_frame_bytes,
             max_connections_per_shard,
+            topics: TopicSettings {
+                auto_create: self.auto_create_topics_enable.unwrap_or(true),
+                num_partitions,
+                defaults,
+            },
+            batch_cache_bytes_per_shard: self.batch_cache_bytes_per_shard,
+            retention_check_interval: Duration::from_millis(retention_check_interval_ms),
         })
     }
 }
 
 /// Everything `spate serve` needs, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     /// The address every shard binds.
     pub listen: SocketAddr,
@@ -172,6 +237,35 @@ pub struct ServeConfig {
     pub max_frame_bytes: usize,
     /// Connections per shard before new ones are closed.
     pub max_connections_per_shard: usize,
+    /// Topic creation settings and broker-wide topic defaults.
+    pub topics: TopicSettings,
+    /// Batch cache budget per shard; `None`: [`default_batch_cache_bytes`].
+    pub batch_cache_bytes_per_shard: Option<usize>,
+    /// How often retention runs.
+    pub retention_check_interval: Duration,
+}
+
+/// How topics come to exist, and their defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSettings {
+    /// `auto.create.topics.enable`.
+    pub auto_create: bool,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// Kafka's topic defaults with the broker's `[topic_defaults]` applied.
+    pub defaults: TopicDefaults,
+}
+
+/// The batch cache budget per shard when none is configured: a quarter of physical memory shared by
+/// the shards, at most [`DEFAULT_BATCH_CACHE_BYTES_MAX`] each.
+pub fn default_batch_cache_bytes(nr_shards: usize) -> usize {
+    // SAFETY: sysconf only reads system constants.
+    let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let physical = usize::try_from(pages).unwrap_or(0).saturating_mul(usize::try_from(page_size).unwrap_or(0));
+    if physical == 0 {
+        return DEFAULT_BATCH_CACHE_BYTES_MAX;
+    }
+    (physical / 4 / nr_shards.max(1)).clamp(1 << 20, DEFAULT_BATCH_CACHE_BYTES_MAX)
 }
 
 /// Splits `HOST:PORT` (`[v6]:PORT` for IPv6 literals).
@@ -198,6 +292,41 @@ mod tests {
         assert_eq!(config.node_id, 0);
         assert_eq!(config.max_frame_bytes, 104_857_600);
         assert_eq!(config.max_connections_per_shard, 10_000);
+        assert!(config.topics.auto_create);
+        assert_eq!(config.topics.num_partitions, 1);
+        assert_eq!(config.topics.defaults, TopicDefaults::default());
+        assert_eq!(config.batch_cache_bytes_per_shard, None);
+        assert_eq!(config.retention_check_interval, Duration::from_secs(300));
+        let cache = default_batch_cache_bytes(2);
+        assert!((1 << 20..=DEFAULT_BATCH_CACHE_BYTES_MAX).contains(&cache), "{cache}");
+    }
+
+    #[test]
+    fn topic_settings_and_defaults() {
+        let settings: Settings = toml::from_str(
+            "auto_create_topics_enable = false\nnum_partitions = 3\nbatch_cache_bytes_per_shard = 1048576\n\
+             [topic_defaults]\n\"flush.messages\" = 1\n\"cleanup.policy\" = \"delete\"\n\"spate.acks.all.flush\" = false\n",
+        )
+        .unwrap();
+        let config = settings.resolve().unwrap();
+        assert!(!config.topics.auto_create);
+        assert_eq!(config.topics.num_partitions, 3);
+        assert_eq!(config.batch_cache_bytes_per_shard, Some(1 << 20));
+        let topic = config.topics.defaults.config();
+        assert_eq!(topic.flush_messages, 1);
+        assert!(!topic.acks_all_flush);
+
+        for bad in [
+            "num_partitions = 0",
+            "[topic_defaults]\n\"retention.ms\" = \"soon\"",
+            "[topic_defaults]\n\"no.such.key\" = 1",
+            "[topic_defaults]\n\"retention.ms\" = 1.5",
+            "batch_cache_bytes_per_shard = 0",
+            "retention_check_interval_ms = 0",
+        ] {
+            let settings: Settings = toml::from_str(bad).unwrap();
+            assert!(settings.resolve().is_err(), "{bad}");
+        }
     }
 
     #[test]

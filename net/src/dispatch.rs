@@ -3,15 +3,28 @@
 //!
 //! Anything that cannot be answered closes the connection, after a log line, as Kafka does: a header
 //! that does not parse, an unknown API key, an API Spate does not implement, a version outside the
-//! handled range (except for ApiVersions, which answers every version), a body that does not decode.
+//! handled range (except for ApiVersions, which answers every version, and Produce v0–2, which are
+//! advertised but refused: see `versions`), a body that does not decode.
+//!
+//! [`route`] does the synchronous part (header, version checks, ApiVersions); [`dispatch`] then runs
+//! the API's handler, which may wait for other shards. A handler's answer is the response frame as a
+//! list of byte chunks (`Vec<Bytes>`), so a Fetch response can carry stored batches without copying
+//! them; `None` means no response at all (Produce with acks=0).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 
-use crate::broker::BrokerInfo;
 use crate::handlers::{self, HandlerError};
-use crate::header::{parse_request, HeaderError};
+use crate::header::{parse_request, HeaderError, Request};
+use crate::shard::ShardContext;
 use crate::versions;
+
+/// A response frame as chunks to write back to back; `None`: the request gets no response.
+pub type Answer = Option<Vec<Bytes>>;
 
 /// Why a request got no response. Every variant means: close the connection.
 #[derive(Debug)]
@@ -36,7 +49,7 @@ pub enum DispatchError {
         /// The correlation id as sent.
         correlation_id: i32,
     },
-    /// The handler refused the body, or could not encode the response.
+    /// The handler refused the body, could not encode the response, or asked to close.
     Handler(HandlerError),
 }
 
@@ -61,43 +74,80 @@ impl std::fmt::Display for DispatchError {
 
 impl std::error::Error for DispatchError {}
 
-/// Answers the request in `frame` (a frame body, without its size prefix), appending the response
-/// frame to `out`; returns the API key answered. On error `out` is left as it was.
-pub fn dispatch(frame: Bytes, broker: &BrokerInfo, out: &mut BytesMut) -> Result<ApiKey, DispatchError> {
+/// What [`route`] made of a frame.
+pub enum Routed {
+    /// Already answered (ApiVersions needs nothing but the version table).
+    Answered(Vec<Bytes>),
+    /// A request for an implemented API at a handled version, for its handler.
+    Request(Request),
+}
+
+/// Parses the header of `frame` (a frame body, without its size prefix) and checks the API and
+/// version; answers ApiVersions on the spot.
+pub fn route(frame: Bytes) -> Result<Routed, DispatchError> {
     let request = parse_request(frame).map_err(DispatchError::Header)?;
     let header = &request.header;
     let (api_key, api_version, correlation_id) = (header.api_key, header.api_version, header.correlation_id);
     if api_key == ApiKey::ApiVersions {
-        handlers::api_versions::handle(header, request.body, out).map_err(DispatchError::Handler)?;
-        return Ok(api_key);
+        let mut out = BytesMut::new();
+        handlers::api_versions::handle(header, request.body, &mut out).map_err(DispatchError::Handler)?;
+        return Ok(Routed::Answered(vec![out.freeze()]));
     }
     match versions::lookup(api_key) {
         Some(support) if support.implemented && !support.handles(api_version) => {
-            return Err(DispatchError::UnsupportedVersion { api_key, api_version, correlation_id });
+            Err(DispatchError::UnsupportedVersion { api_key, api_version, correlation_id })
         }
-        Some(support) if support.implemented => {}
-        _ => return Err(DispatchError::NotImplemented { api_key, api_version, correlation_id }),
+        Some(support) if support.implemented => Ok(Routed::Request(request)),
+        _ => Err(DispatchError::NotImplemented { api_key, api_version, correlation_id }),
     }
-    match api_key {
-        ApiKey::Metadata => handlers::metadata::handle(header, request.body, broker, out),
-        // `versions` marks an API implemented only once it has an arm here; the test below checks.
-        _ => return Err(DispatchError::NotImplemented { api_key, api_version, correlation_id }),
+}
+
+/// Answers the request in `frame` on this shard.
+pub async fn dispatch(frame: Bytes, context: &ShardContext) -> Result<Answer, DispatchError> {
+    let request = match route(frame)? {
+        Routed::Answered(chunks) => return Ok(Some(chunks)),
+        Routed::Request(request) => request,
+    };
+    let header = &request.header;
+    let body = request.body.clone();
+    let answer = match header.api_key {
+        ApiKey::Produce => handlers::produce::handle(context, header, body).await,
+        ApiKey::Fetch => handlers::fetch::handle(context, header, body).await,
+        ApiKey::ListOffsets => handlers::list_offsets::handle(context, header, body).await,
+        ApiKey::Metadata => handlers::metadata::handle(context, header, body).await,
+        ApiKey::CreateTopics => handlers::create_topics::handle(context, header, body).await,
+        // `versions` marks an API implemented only once it has an arm here; the tests check.
+        api_key => {
+            return Err(DispatchError::NotImplemented {
+                api_key,
+                api_version: header.api_version,
+                correlation_id: header.correlation_id,
+            })
+        }
+    };
+    answer.map_err(DispatchError::Handler)
+}
+
+/// What a connection needs from the broker: an answer for each frame. Implemented for the shard's
+/// context; tests plug in their own.
+pub trait Dispatcher {
+    /// Answers one frame.
+    fn dispatch(&self, frame: Bytes) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>>;
+}
+
+impl Dispatcher for Rc<ShardContext> {
+    fn dispatch(&self, frame: Bytes) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>> {
+        Box::pin(dispatch(frame, self))
     }
-    .map_err(DispatchError::Handler)?;
-    Ok(api_key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn broker() -> BrokerInfo {
-        BrokerInfo { node_id: 0, advertised_host: "localhost".into(), advertised_port: 9092, cluster_id: "c".into() }
-    }
-
     /// A request frame with header v1 (client id "t") and `body`; header v2 (plus an empty tag
     /// section) where the API and version call for it.
-    fn frame(api_key: i16, api_version: i16, body: &[u8]) -> Bytes {
+    pub(crate) fn frame(api_key: i16, api_version: i16, body: &[u8]) -> Bytes {
         let mut frame = Vec::new();
         frame.extend_from_slice(&api_key.to_be_bytes());
         frame.extend_from_slice(&api_version.to_be_bytes());
@@ -111,44 +161,37 @@ mod tests {
     }
 
     #[test]
-    fn every_advertised_api_is_dispatched() {
-        for support in versions::advertised() {
-            // The lowest versions use request header v1, which `frame` writes.
-            let version = support.handled.min;
-            assert_eq!(support.api_key.request_header_version(version), 1);
-            let body: &[u8] = if support.api_key == ApiKey::Metadata { &[0, 0, 0, 0] } else { &[] };
-            let mut out = BytesMut::new();
-            let result = dispatch(frame(support.api_key as i16, version, body), &broker(), &mut out);
-            assert_eq!(result.ok(), Some(support.api_key), "v{version}");
-            assert!(!out.is_empty());
+    fn unknown_unimplemented_and_unsupported_requests_are_refused() {
+        let unknown = route(frame(9999, 0, &[])).err().unwrap();
+        assert!(matches!(unknown, DispatchError::Header(HeaderError::UnknownApiKey { api_key: 9999, .. })));
+        let join_group = route(frame(11, 0, &[])).err().unwrap();
+        assert!(matches!(join_group, DispatchError::NotImplemented { api_key: ApiKey::JoinGroup, .. }));
+        let too_new = route(frame(3, 13, &[])).err().unwrap();
+        assert!(matches!(too_new, DispatchError::UnsupportedVersion { api_key: ApiKey::Metadata, .. }));
+        assert!(too_new.to_string().contains("versions 0 to 12"), "{too_new}");
+        // Produce v0-2: advertised (for librdkafka's sake) but refused, as Kafka 4 does.
+        for version in 0..=2 {
+            let old = route(frame(0, version, &[])).err().unwrap();
+            assert!(matches!(old, DispatchError::UnsupportedVersion { api_key: ApiKey::Produce, .. }), "v{version}");
         }
     }
 
     #[test]
-    fn metadata_with_impossible_topic_count_is_an_error_not_an_abort() {
-        let mut out = BytesMut::new();
-        let error = dispatch(frame(3, 1, &[0x7f, 0xff, 0xff, 0xff]), &broker(), &mut out).unwrap_err();
-        assert!(matches!(error, DispatchError::Handler(HandlerError::MalformedBody { .. })), "{error}");
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn unknown_unimplemented_and_unsupported_requests_are_refused() {
-        let mut out = BytesMut::new();
-        let unknown = dispatch(frame(9999, 0, &[]), &broker(), &mut out).unwrap_err();
-        assert!(matches!(unknown, DispatchError::Header(HeaderError::UnknownApiKey { api_key: 9999, .. })));
-        let produce = dispatch(frame(0, 3, &[]), &broker(), &mut out).unwrap_err();
-        assert!(matches!(produce, DispatchError::NotImplemented { api_key: ApiKey::Produce, .. }));
-        let too_new = dispatch(frame(3, 13, &[]), &broker(), &mut out).unwrap_err();
-        assert!(matches!(too_new, DispatchError::UnsupportedVersion { api_key: ApiKey::Metadata, .. }));
-        assert!(too_new.to_string().contains("versions 0 to 12"), "{too_new}");
-        assert!(out.is_empty());
-    }
-
-    #[test]
     fn api_versions_answers_even_unsupported_versions() {
-        let mut out = BytesMut::new();
-        assert_eq!(dispatch(frame(18, 99, &[]), &broker(), &mut out).unwrap(), ApiKey::ApiVersions);
-        assert!(!out.is_empty());
+        let Ok(Routed::Answered(chunks)) = route(frame(18, 99, &[])) else { panic!("not answered") };
+        assert!(!chunks.concat().is_empty());
+    }
+
+    #[test]
+    fn every_advertised_api_is_routed_to_a_handler() {
+        for support in versions::advertised() {
+            // The lowest version: ApiVersions v3+ would need a body.
+            let routed = route(frame(support.api_key as i16, support.handled.min, &[]));
+            match (support.api_key, routed) {
+                (ApiKey::ApiVersions, Ok(Routed::Answered(_))) => {}
+                (_, Ok(Routed::Request(request))) => assert_eq!(request.header.api_key, support.api_key),
+                (api_key, _) => panic!("{api_key:?} is advertised but not routed"),
+            }
+        }
     }
 }

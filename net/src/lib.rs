@@ -9,12 +9,14 @@
 //!    chosen by API key and version; the body stays a zero-copy slice of the frame) and checks the
 //!    API and version against [`versions`].
 //! 3. A handler in [`handlers`] decodes the body for its version (after [`guard`] has checked its
-//!    array lengths) and appends the response frame, built by [`response::encode_response`], to the
-//!    connection's write buffer.
+//!    array lengths), does its work — on the partitions' owner shards, through [`shard`] — and returns
+//!    the response frame, built by [`response::encode_response`] (or, for Fetch, as chunks that share
+//!    the stored batches), which the connection writes in request order.
 //!
 //! [`server`] runs `spate serve` (binary `src/bin/spate.rs`): settings from [`config`], the cluster
 //! id from [`meta_properties`], one shard per core from `spate_core::runtime`, each accepting on the
-//! same port.
+//! same port. [`shard`] is the broker's state on each shard: the topic table copy, the partitions it
+//! owns, the controller on shard 0, and the cross-shard messages.
 //!
 //! [`versions`] is the single table of APIs and version ranges; only implemented APIs are ever
 //! advertised to clients. Messages are encoded and decoded with the `kafka-protocol` crate.
@@ -33,4 +35,5 @@ pub mod header;
 pub mod meta_properties;
 pub mod response;
 pub mod server;
+pub mod shard;
 pub mod versions;

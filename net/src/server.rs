@@ -6,11 +6,17 @@
 //! own socket, at most `max_connections_per_shard` connections at a time, and serves each connection
 //! as a task ([`crate::connection`]).
 //!
+//! Before the shards start, the topic table is loaded from `<data_dir>/__cluster_metadata/topics.json`
+//! (a bad file stops the start). Each shard then opens the partitions it owns
+//! ([`crate::shard::start`]) before it accepts connections.
+//!
 //! Shutdown: the process-wide [`Shutdown`] is triggered (by the signal thread in the binary). Each
 //! shard stops accepting and closes its listener; connections finish the requests already read and
-//! close; the shard waits up to [`SHUTDOWN_GRACE`] for them and then returns. If a shard ends on its
-//! own (a panic, a failed start), the others are shut down the same way and [`run`] reports it, so the
-//! process never keeps serving with a shard missing.
+//! close; the shard waits up to [`SHUTDOWN_GRACE`] for them, then (after every shard got that far, or
+//! a bounded wait) closes its logs cleanly ([`crate::shard::stop`]) and returns. If a shard ends on
+//! its own (a panic, a failed start), the others are shut down the same way and [`run`] reports it,
+//! so the process never keeps serving with a shard missing. A fatal I/O error exits the process at
+//! once with status 74 (`crate::shard::partitions::EXIT_IO_ERROR`).
 
 use std::cell::Cell;
 use std::fmt;
@@ -20,25 +26,23 @@ use std::time::{Duration, Instant};
 
 use spate_core::runtime::tcp::{self, Listener};
 use spate_core::runtime::{
-    available_cpus, format_cpus, sleep, spawn_local, ExitKind, LocalSignal, PoolConfig, Shard, ShardExit, ShardId,
+    available_cpus, format_cpus, sleep, spawn_local, ExitKind, LocalSignal, PoolConfig, ShardExit, ShardId,
     ShardPlacement, ShardPool, Shutdown,
 };
 use tracing::{error, info, warn};
 
 use crate::broker::BrokerInfo;
-use crate::config::ServeConfig;
+use crate::config::{default_batch_cache_bytes, ServeConfig};
 use crate::connection;
 use crate::frame::FrameDecoder;
 use crate::meta_properties;
+use crate::shard::topics::TopicTable;
+use crate::shard::{self, ShardContext, ShardHandle, ShardSetup};
 
 /// How long a shard waits for its connections to finish after shutdown is triggered.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
-
-/// Cross-shard calls: none yet (produce and fetch routing will add theirs).
-type ShardRequest = ();
-type ShardReply = ();
 
 /// Why the broker could not start, or stopped badly.
 #[derive(Debug)]
@@ -78,6 +82,7 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
         .map_err(|error| ServeError::DataDir(format!("cannot create {}: {error}", config.data_dir.display())))?;
     let meta = meta_properties::load_or_create(&config.data_dir, config.node_id)
         .map_err(|error| ServeError::DataDir(error.to_string()))?;
+    let table = TopicTable::load(&config.data_dir).map_err(ServeError::DataDir)?;
 
     let allowed = available_cpus().map_err(|error| ServeError::Cores(format!("cannot read CPU affinity: {error}")))?;
     let cpus = config.cores.resolve(&allowed).map_err(|error| ServeError::Cores(error.to_string()))?;
@@ -95,11 +100,26 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
         data_dir = %config.data_dir.display(),
         shards = cpus.len(),
         cpus = %format_cpus(&cpus),
+        topics = table.len(),
         "starting"
+    );
+    let cache_bytes = config.batch_cache_bytes_per_shard.unwrap_or_else(|| default_batch_cache_bytes(cpus.len()));
+    info!(
+        batch_cache_bytes_per_shard = cache_bytes,
+        auto_create_topics = config.topics.auto_create,
+        num_partitions = config.topics.num_partitions,
+        "topic settings"
     );
 
     let shard_config = ShardConfig {
-        broker,
+        setup: ShardSetup {
+            broker,
+            data_dir: config.data_dir.clone(),
+            topics: config.topics.clone(),
+            table,
+            cache_bytes,
+            retention_check_interval: config.retention_check_interval,
+        },
         decoder: FrameDecoder::new(config.max_frame_bytes),
         max_connections: config.max_connections_per_shard,
     };
@@ -107,7 +127,7 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
     let pool_config = PoolConfig::new("spate-shard", ShardPlacement::Pinned(cpus));
     let pool = ShardPool::start(pool_config, |_| {
         let (listener, shard_config, shutdown) = (listeners.next(), shard_config.clone(), shutdown.clone());
-        move |shard: Shard<ShardRequest, ShardReply>| async move {
+        move |shard: ShardHandle| async move {
             match listener {
                 Some(listener) => shard_main(shard, listener, shard_config, shutdown).await,
                 None => unreachable!("one listener was bound per shard"),
@@ -150,20 +170,16 @@ fn supervise(pool: ShardPool<()>, shutdown: &Shutdown) -> Result<(), ServeError>
 /// What every shard needs, cloned into each.
 #[derive(Clone)]
 struct ShardConfig {
-    broker: BrokerInfo,
+    setup: ShardSetup,
     decoder: FrameDecoder,
     max_connections: usize,
 }
 
-/// One shard: accept until shutdown, then wait (bounded) for the connections to finish.
-async fn shard_main(
-    shard: Shard<ShardRequest, ShardReply>,
-    listener: std::net::TcpListener,
-    config: ShardConfig,
-    shutdown: Shutdown,
-) {
+/// One shard: open its partitions, accept until shutdown, wait (bounded) for the connections to
+/// finish, then close its logs.
+async fn shard_main(shard: ShardHandle, listener: std::net::TcpListener, config: ShardConfig, shutdown: Shutdown) {
     let id = shard.id();
-    shard.serve(|_, ()| async {});
+    let cpu = shard.cpu();
     let listener = Listener::new(listener);
     let signal = Rc::new(LocalSignal::new());
     {
@@ -174,10 +190,11 @@ async fn shard_main(
         })
         .detach();
     }
+    let context = shard::start(shard, config.setup.clone(), signal.clone()).await;
     let config = Rc::new(config);
     let open = Rc::new(Cell::new(0usize));
-    info!(shard = %id, cpu = ?shard.cpu(), "accepting");
-    accept_loop(id, &listener, &config, &signal, &open).await;
+    info!(shard = %id, cpu = ?cpu, "accepting");
+    accept_loop(id, &listener, &config, &context, &signal, &open).await;
     drop(listener);
 
     let deadline = Instant::now() + SHUTDOWN_GRACE;
@@ -187,6 +204,7 @@ async fn shard_main(
     if open.get() > 0 {
         warn!(shard = %id, connections = open.get(), "connections still open after the grace period; closing them");
     }
+    shard::stop(&context).await;
     info!(shard = %id, "stopped");
 }
 
@@ -194,6 +212,7 @@ async fn accept_loop(
     id: ShardId,
     listener: &Listener,
     config: &Rc<ShardConfig>,
+    context: &Rc<ShardContext>,
     signal: &Rc<LocalSignal>,
     open: &Rc<Cell<usize>>,
 ) {
@@ -226,12 +245,12 @@ async fn accept_loop(
         if let Err(error) = connection.set_nodelay(true) {
             warn!(shard = %id, %peer, "cannot set TCP_NODELAY: {error}");
         }
-        let (config, signal, open) = (config.clone(), signal.clone(), open.clone());
+        let (decoder, context, signal, open) = (config.decoder, context.clone(), signal.clone(), open.clone());
         open.set(open.get() + 1);
         spawn_local(async move {
             let _open = OpenConnection(open);
             let mut connection = connection;
-            connection::serve(&mut connection, peer, &config.broker, config.decoder, &signal).await;
+            connection::serve(&mut connection, peer, &context, decoder, &signal).await;
         })
         .detach();
     }

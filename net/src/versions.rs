@@ -23,6 +23,12 @@
 //! - **ApiVersions** stops at 4, Kafka's and the crate's maximum.
 //! - **Metadata** stops at 12: the crate decodes 13, which only adds a top-level error code
 //!   (`REBOOTSTRAP_REQUIRED`, KIP-1102) that Spate has no use for yet.
+//! - **Fetch** stops at 16 and **ListOffsets** at 8: the versions above add follower-only fields
+//!   (v17 replica directory id, v18 high watermark push) and a timeout (ListOffsets v10) or
+//!   earliest-pending-upload (v9, tiered storage) that Spate does not have.
+//!
+//! Non-Kafka behaviour a client can see: the topic config `spate.acks.all.flush` (default `true`:
+//! acks=-1 waits for an fdatasync; see `spate_core::topic_config::ACKS_ALL_FLUSH`).
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
@@ -61,13 +67,13 @@ pub const API_VERSIONS: ApiSupport = entry(ApiKey::ApiVersions, 0, 4, true);
 
 /// The target table, in API key order.
 const TABLE: [ApiSupport; 16] = [
-    ApiSupport { api_key: ApiKey::Produce, advertised: range(0, 11), handled: range(3, 11), implemented: false },
-    entry(ApiKey::Fetch, 4, 16, false),
-    entry(ApiKey::ListOffsets, 1, 8, false),
+    ApiSupport { api_key: ApiKey::Produce, advertised: range(0, 11), handled: range(3, 11), implemented: true },
+    entry(ApiKey::Fetch, 4, 16, true),
+    entry(ApiKey::ListOffsets, 1, 8, true),
     entry(ApiKey::Metadata, 0, 12, true),
     entry(ApiKey::FindCoordinator, 0, 4, false),
     API_VERSIONS,
-    entry(ApiKey::CreateTopics, 2, 7, false),
+    entry(ApiKey::CreateTopics, 2, 7, true),
     entry(ApiKey::DeleteTopics, 1, 6, false),
     entry(ApiKey::DeleteRecords, 0, 2, false),
     entry(ApiKey::InitProducerId, 0, 5, false),
@@ -170,14 +176,26 @@ mod tests {
     #[test]
     fn only_implemented_apis_are_advertised() {
         let keys: Vec<ApiKey> = advertised().map(|support| support.api_key).collect();
-        assert_eq!(keys, vec![ApiKey::Metadata, ApiKey::ApiVersions]);
+        assert_eq!(
+            keys,
+            vec![
+                ApiKey::Produce,
+                ApiKey::Fetch,
+                ApiKey::ListOffsets,
+                ApiKey::Metadata,
+                ApiKey::ApiVersions,
+                ApiKey::CreateTopics
+            ]
+        );
         assert!(advertised().all(|support| support.implemented));
     }
 
     #[test]
     fn unimplemented_apis_handle_nothing() {
         let produce = lookup(ApiKey::Produce).unwrap();
-        assert!(!produce.handles(3));
+        assert!(produce.handles(3) && !produce.handles(2), "v0-2 advertised, refused");
+        let delete_topics = lookup(ApiKey::DeleteTopics).unwrap();
+        assert!(!delete_topics.handles(1));
         let api_versions = lookup(ApiKey::ApiVersions).unwrap();
         assert!(api_versions.handles(0) && api_versions.handles(4));
         assert!(!api_versions.handles(5) && !api_versions.handles(-1));

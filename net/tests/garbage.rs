@@ -1,12 +1,16 @@
-//! Random bytes never panic (or abort) the frame decoder, the header parser, dispatch or the handlers.
+//! Random bytes never panic (or abort) the frame decoder, the header parser, routing, or the
+//! handlers' body checks and decoding.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest};
 use net::broker::BrokerInfo;
-use net::dispatch::dispatch;
+use net::dispatch::{route, Routed};
 use net::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
-use net::handlers::api_versions;
+use net::guard::schemas;
+use net::handlers::{api_versions, decode_checked, metadata};
 use net::header::parse_request;
+use net::shard::topics::TopicTable;
 use proptest::prelude::*;
 
 /// Runs the whole read path over `wire` the way a connection would, stopping at the first error.
@@ -109,9 +113,55 @@ proptest! {
         frame.extend_from_slice(&count_prefix);
         frame.extend_from_slice(&body);
         let broker = BrokerInfo { node_id: 0, advertised_host: "h".into(), advertised_port: 1, cluster_id: "c".into() };
-        let mut out = BytesMut::new();
-        if dispatch(Bytes::from(frame), &broker, &mut out).is_err() {
-            prop_assert!(out.is_empty(), "no half-written response");
+        let Ok(Routed::Request(request)) = route(Bytes::from(frame)) else { return Ok(()) };
+        if let Ok(decoded) = metadata::decode_request(api_version, request.body) {
+            let response = metadata::build_response(api_version, &decoded, &broker, &TopicTable::default(), true, &[]);
+            let mut out = BytesMut::new();
+            prop_assert!(net::response::encode_response(&mut out, ApiKey::Metadata, api_version, 1, &response).is_ok());
+        }
+    }
+
+    /// Produce, Fetch, ListOffsets and CreateTopics bodies at every handled version, with a lying
+    /// count planted at a random depth: checked and decoded or refused, never a panic or an abort.
+    #[test]
+    fn nested_request_bodies(
+        which in 0usize..4,
+        api_version in 0i16..=16,
+        lie_at in 0usize..48,
+        lie in prop_oneof![
+            Just(vec![0x7f, 0xff, 0xff, 0xff]),
+            Just(vec![0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Just(vec![0xff, 0xff, 0xff, 0xff, 0xff]),
+        ],
+        body in proptest::collection::vec(any::<u8>(), 0..160),
+    ) {
+        let (api_key, range) = [
+            (ApiKey::Produce, 3..=11),
+            (ApiKey::Fetch, 4..=16),
+            (ApiKey::ListOffsets, 1..=8),
+            (ApiKey::CreateTopics, 2..=7),
+        ][which].clone();
+        let version = *range.start() + api_version.rem_euclid(*range.end() - *range.start() + 1);
+        let mut planted = body.clone();
+        let at = lie_at.min(planted.len());
+        planted.splice(at..at, lie);
+        for candidate in [body, planted] {
+            let mut frame = (api_key as i16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&version.to_be_bytes());
+            frame.extend_from_slice(&[0, 0, 0, 1, 0xff, 0xff]);
+            if api_key.request_header_version(version) >= 2 {
+                frame.push(0);
+            }
+            frame.extend_from_slice(&candidate);
+            let Ok(Routed::Request(request)) = route(Bytes::from(frame)) else { continue };
+            let header = &request.header;
+            let body = request.body.clone();
+            let _ = match api_key {
+                ApiKey::Produce => decode_checked::<ProduceRequest>(header, &schemas::PRODUCE, body).map(drop),
+                ApiKey::Fetch => decode_checked::<FetchRequest>(header, &schemas::FETCH, body).map(drop),
+                ApiKey::ListOffsets => decode_checked::<ListOffsetsRequest>(header, &schemas::LIST_OFFSETS, body).map(drop),
+                _ => decode_checked::<CreateTopicsRequest>(header, &schemas::CREATE_TOPICS, body).map(drop),
+            };
         }
     }
 }

@@ -3,175 +3,25 @@
 //! Needs `kcat` on PATH (Debian package `kcat`; `scripts/install-deps.sh` installs it). Without it
 //! these tests fail, on purpose: a silent skip would hide that the client path is untested.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use tempfile::TempDir;
-
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A running broker. Dropping it kills the process, so a failed assertion never leaks one.
-struct Broker {
-    child: Child,
-    port: u16,
-    stderr_path: std::path::PathBuf,
-    _dirs: TempDir,
-}
-
-impl Broker {
-    /// Starts `spate serve` on a free port with a fresh data directory and `extra` arguments, and
-    /// waits until the port accepts connections.
-    fn start(extra: &[&str]) -> Broker {
-        let dirs = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let stderr_path = dirs.path().join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let data_dir = dirs.path().join("data");
-        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let mut broker = Broker { child, port, stderr_path, _dirs: dirs };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = broker.child.try_wait().unwrap() {
-                panic!("spate exited during startup ({status}):\n{}", broker.stderr());
-            }
-            assert!(Instant::now() < deadline, "spate did not accept on {port}:\n{}", broker.stderr());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
-    }
-
-    fn data_dir(&self) -> std::path::PathBuf {
-        self._dirs.path().join("data")
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("spate exited ({status}):\n{}", self.stderr());
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "spate still running after {timeout:?}:\n{}", self.stderr());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `kcat -L` against this broker, asserting it succeeds and lists this broker.
-    fn assert_kcat_lists_broker(&self, node_id: i32) -> String {
-        let output = kcat(&["-L", "-b", &format!("127.0.0.1:{}", self.port), "-m", "5"]);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "kcat -L failed ({}):\n{stdout}\n{stderr}\nspate:\n{}",
-            output.status,
-            self.stderr()
-        );
-        let expected = format!("broker {node_id} at 127.0.0.1:{}", self.port);
-        assert!(stdout.contains(&expected), "kcat -L output lacks {expected:?}:\n{stdout}\n{stderr}");
-        stdout
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Runs kcat; fails the test with an install hint if it is not there.
-fn kcat(args: &[&str]) -> Output {
-    match Command::new("kcat").args(args).stdin(Stdio::null()).output() {
-        Ok(output) => output,
-        Err(error) if error.kind() == ErrorKind::NotFound => panic!(
-            "kcat is not installed, and these tests need it: run scripts/install-deps.sh or \
-             `apt-get install -y kcat`"
-        ),
-        Err(error) => panic!("cannot run kcat: {error}"),
-    }
-}
-
-/// Sends `bytes` (then half-closes if `close_write`) and reads until the broker closes the
-/// connection. Returns what came back first. Fails if the broker keeps the connection open.
-fn send_and_expect_close(port: u16, bytes: &[u8], close_write: bool) -> Vec<u8> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.write_all(bytes).unwrap();
-    if close_write {
-        stream.shutdown(Shutdown::Write).unwrap();
-    }
-    let mut received = Vec::new();
-    match stream.read_to_end(&mut received) {
-        Ok(_) => received,
-        Err(error) if error.kind() == ErrorKind::ConnectionReset => received,
-        Err(error) => panic!("the broker did not close the connection ({error}); received {received:?}"),
-    }
-}
-
-/// A request frame: header v1 with client id "test", then `body`.
-fn request(api_key: i16, api_version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&api_key.to_be_bytes());
-    frame.extend_from_slice(&api_version.to_be_bytes());
-    frame.extend_from_slice(&correlation_id.to_be_bytes());
-    frame.extend_from_slice(&[0, 4, b't', b'e', b's', b't']);
-    frame.extend_from_slice(body);
-    let mut wire = (frame.len() as i32).to_be_bytes().to_vec();
-    wire.extend_from_slice(&frame);
-    wire
-}
-
-/// Reads one response frame; returns its correlation id and the rest.
-fn read_response(stream: &mut TcpStream) -> (i32, Vec<u8>) {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut frame).unwrap();
-    (i32::from_be_bytes(frame[..4].try_into().unwrap()), frame[4..].to_vec())
-}
+use common::{kcat, read_response, request, send_and_expect_close, Broker, IO_TIMEOUT};
 
 #[test]
 fn kcat_lists_the_broker_and_unknown_topics() {
-    let mut broker = Broker::start(&[]);
+    let mut broker = Broker::start_with_config("auto_create_topics_enable = false\n", &[]);
     let all = broker.assert_kcat_lists_broker(0);
     assert!(all.contains("(controller)"), "{all}");
     assert!(all.contains(" 0 topics"), "{all}");
 
-    let output = kcat(&["-L", "-b", &format!("127.0.0.1:{}", broker.port), "-m", "5", "-t", "no-such-topic"]);
+    // With auto-creation off, an unknown topic stays unknown.
+    let output = kcat(&["-L", "-b", &broker.bootstrap(), "-m", "5", "-t", "no-such-topic"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("topic \"no-such-topic\""), "{stdout}");
     assert!(stdout.contains("Unknown topic or partition"), "{stdout}");
@@ -198,8 +48,10 @@ fn bad_input_closes_only_that_connection() {
     assert!(send_and_expect_close(port, truncated, true).is_empty());
     // An API key that does not exist.
     assert!(send_and_expect_close(port, &request(9999, 0, 2, &[]), false).is_empty());
-    // A known API Spate does not implement yet (Produce v3, header v1).
-    assert!(send_and_expect_close(port, &request(0, 3, 3, &[]), false).is_empty());
+    // A known API Spate does not implement yet (DescribeAcls v1, header v1).
+    assert!(send_and_expect_close(port, &request(29, 1, 3, &[]), false).is_empty());
+    // Produce v2: advertised for old librdkafka's sake, refused as Kafka 4 refuses it.
+    assert!(send_and_expect_close(port, &request(0, 2, 8, &[]), false).is_empty());
     // Metadata at a version outside 0-12.
     assert!(send_and_expect_close(port, &request(3, 13, 4, &[0, 0]), false).is_empty());
     // Metadata whose topics array claims 2^31 - 1 entries in a 4-byte body.
@@ -225,7 +77,8 @@ fn bad_input_closes_only_that_connection() {
         "closing connection: frame size prefix is negative (-1)",
         "connection closed by peer in the middle of a frame",
         "closing connection: unknown api key 9999",
-        "closing connection: Produce (v3, correlation id 3) is not implemented",
+        "closing connection: DescribeAcls (v1, correlation id 3) is not implemented",
+        "closing connection: Produce v2 (correlation id 8) is not supported (versions 3 to 11)",
         "closing connection: Metadata v13 (correlation id 4) is not supported (versions 0 to 12)",
         "closing connection: malformed Metadata v1 request body: topics: array claims 2147483647 elements",
     ] {

@@ -35,12 +35,16 @@ const API_VERSIONS_V0_REQUEST: [u8; 18] = [
 fn api_versions_v0_exact_response() {
     #[rustfmt::skip]
     let expected = [
-        0x00, 0x00, 0x00, 0x16, // size 22
+        0x00, 0x00, 0x00, 0x2e, // size 46
         0x00, 0x00, 0x00, 0x07, // response header v0: correlation_id 7
         0x00, 0x00,             // error_code 0
-        0x00, 0x00, 0x00, 0x02, // api_keys: INT32 count 2, implemented APIs in key order
+        0x00, 0x00, 0x00, 0x06, // api_keys: INT32 count 6, implemented APIs in key order
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, // Produce 0..11 (0-2 advertised for old librdkafka, refused)
+        0x00, 0x01, 0x00, 0x04, 0x00, 0x10, // Fetch 4..16
+        0x00, 0x02, 0x00, 0x01, 0x00, 0x08, // ListOffsets 1..8
         0x00, 0x03, 0x00, 0x00, 0x00, 0x0c, // Metadata 0..12
         0x00, 0x12, 0x00, 0x00, 0x00, 0x04, // ApiVersions 0..4
+        0x00, 0x13, 0x00, 0x02, 0x00, 0x07, // CreateTopics 2..7
     ];
     assert_eq!(respond(&API_VERSIONS_V0_REQUEST), expected);
 }
@@ -72,13 +76,17 @@ const API_VERSIONS_V3_REQUEST: [u8; 44] = [
 ];
 
 #[rustfmt::skip]
-const API_VERSIONS_FLEXIBLE_RESPONSE: [u8; 30] = [
-    0x00, 0x00, 0x00, 0x1a, // size 26
+const API_VERSIONS_FLEXIBLE_RESPONSE: [u8; 58] = [
+    0x00, 0x00, 0x00, 0x36, // size 54
     0x00, 0x00, 0x00, 0x2a, // response header v0 even though v3 is flexible: no tag byte
     0x00, 0x00,             // error_code 0
-    0x03,                   // api_keys: compact array, 2 entries
-    0x00, 0x03, 0x00, 0x00, 0x00, 0x0c, 0x00, // Metadata 0..12, no entry tags
-    0x00, 0x12, 0x00, 0x00, 0x00, 0x04, 0x00, // ApiVersions 0..4, no entry tags
+    0x07,                   // api_keys: compact array, 6 entries
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0x00, // Produce 0..11, no entry tags
+    0x00, 0x01, 0x00, 0x04, 0x00, 0x10, 0x00, // Fetch 4..16
+    0x00, 0x02, 0x00, 0x01, 0x00, 0x08, 0x00, // ListOffsets 1..8
+    0x00, 0x03, 0x00, 0x00, 0x00, 0x0c, 0x00, // Metadata 0..12
+    0x00, 0x12, 0x00, 0x00, 0x00, 0x04, 0x00, // ApiVersions 0..4
+    0x00, 0x13, 0x00, 0x02, 0x00, 0x07, 0x00, // CreateTopics 2..7
     0x00, 0x00, 0x00, 0x00, // throttle_time_ms 0
     0x00,                   // body tags: none (no features, epoch, zk flag)
 ];
@@ -310,7 +318,9 @@ fn kafka_protocol_writes_tagged_fields_only_when_not_default() {
 #[test]
 fn metadata_v1_all_topics_exact_response() {
     use net::broker::BrokerInfo;
-    use net::dispatch::dispatch;
+    use net::handlers::metadata::{build_response, decode_request};
+    use net::response::encode_response;
+    use net::shard::topics::TopicTable;
 
     #[rustfmt::skip]
     let frame = [
@@ -332,7 +342,11 @@ fn metadata_v1_all_topics_exact_response() {
         0x00, 0x00, 0x00, 0x00, // topics: none exist
     ];
     let broker = BrokerInfo { node_id: 7, advertised_host: "h".into(), advertised_port: 9092, cluster_id: "c".into() };
+    let request = parse_request(Bytes::copy_from_slice(&frame)).unwrap();
+    assert_eq!(request.header.api_key, ApiKey::Metadata);
+    let decoded = decode_request(1, request.body).unwrap();
+    let response = build_response(1, &decoded, &broker, &TopicTable::default(), false, &[]);
     let mut out = BytesMut::new();
-    assert_eq!(dispatch(Bytes::copy_from_slice(&frame), &broker, &mut out).unwrap(), ApiKey::Metadata);
+    encode_response(&mut out, ApiKey::Metadata, 1, 5, &response).unwrap();
     assert_eq!(&out[..], &expected[..]);
 }

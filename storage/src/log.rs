@@ -319,16 +319,18 @@ impl<D: Disk> Log<D> {
                 listener.await;
                 continue;
             }
+            let mut guard = InFlight { log: self, kind: InFlightKind::Write, buffer_taken: false, finished: false };
             // Let appenders woken in the same wave copy their batches in first (they do so without yielding),
             // so that one write carries them all instead of the wave splitting into several writes and syncs.
             crate::yield_now::yield_now().await;
             let (file, out, preallocate_to, covers_offset) = {
                 let mut state = self.state();
                 if let Err(error) = state.check_writable() {
-                    state.write_in_flight = false;
-                    self.changed.notify(usize::MAX);
+                    drop(state);
+                    guard.release();
                     return Err(error);
                 }
+                guard.buffer_taken = true;
                 self.start_write(&mut state)
             };
             let mut result = Ok(());
@@ -341,6 +343,7 @@ impl<D: Disk> Log<D> {
             if result.is_ok() {
                 result = file.write_at(out.buf, out.file_position).await.map_err(|e| ("writing a segment", e));
             }
+            guard.finished = true;
             let mut state = self.state();
             state.write_in_flight = false;
             match result {
@@ -412,7 +415,9 @@ impl<D: Disk> Log<D> {
                 }
                 Step::Sync(file, covers_offset) => (file, covers_offset),
             };
+            let mut guard = InFlight { log: self, kind: InFlightKind::Sync, buffer_taken: false, finished: false };
             let result = file.sync_data().await;
+            guard.finished = true;
             let mut state = self.state();
             state.sync_in_flight = false;
             match result {
@@ -523,6 +528,55 @@ impl<D: Disk> Log<D> {
             }
             Err((what, error)) => Err(self.fail(&mut state, what, error)),
         }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum InFlightKind {
+    Write,
+    Sync,
+}
+
+/// Owns the log's single write or sync slot while that operation is in flight. If the future running it is
+/// dropped before it finishes (its task cancelled), the slot is released so the log does not hang. A dropped
+/// sync loses nothing; a dropped write lost the buffer it took, so the file would have a hole: the log fails.
+struct InFlight<'a, D: Disk> {
+    log: &'a Log<D>,
+    kind: InFlightKind,
+    /// A write took the buffered bytes: abandoning it now leaves them unwritten.
+    buffer_taken: bool,
+    finished: bool,
+}
+
+impl<D: Disk> InFlight<'_, D> {
+    /// Gives the slot back before anything was taken from the buffer.
+    fn release(&mut self) {
+        self.finished = true;
+        let mut state = self.log.state();
+        state.write_in_flight = false;
+        drop(state);
+        self.log.changed.notify(usize::MAX);
+    }
+}
+
+impl<D: Disk> Drop for InFlight<'_, D> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut state = self.log.state();
+        match self.kind {
+            InFlightKind::Sync => state.sync_in_flight = false,
+            InFlightKind::Write => {
+                state.write_in_flight = false;
+                if self.buffer_taken && state.failure.is_none() {
+                    tracing::error!(dir = %self.log.dir.display(), "a segment write was abandoned; the log refuses further writes");
+                    state.failure = Some("a segment write was abandoned mid-flight".to_string());
+                }
+            }
+        }
+        drop(state);
+        self.log.changed.notify(usize::MAX);
     }
 }
 

@@ -468,3 +468,42 @@ fn fetchers_wake_when_the_high_watermark_moves() {
         assert_eq!(log.high_watermark(), 2);
     });
 }
+
+#[test]
+fn an_abandoned_append_never_hangs_the_log() {
+    block_on(async {
+        let disk = MemDisk::new(21);
+        let log = open(&disk, small_config().flush_every_append(), 1 << 20);
+        disk.set_yield_on_io(true);
+        // Dropped at the write-out's coalescing yield: nothing was taken, the log carries on.
+        let mut first = Box::pin(log.append(batch(1, 1, BASE_TIME_MS), BASE_TIME_MS));
+        assert!(futures_lite::future::poll_once(&mut first).await.is_none());
+        drop(first);
+        let next = log.append(batch(2, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap();
+        assert_eq!(next.base_offset, 1, "the abandoned batch was still written by the next write-out");
+        assert!(log.failure().is_none());
+
+        // Dropped inside the device write: its buffer is gone, so the log must refuse writes, not hang.
+        let mut second = Box::pin(log.append(batch(3, 1, BASE_TIME_MS), BASE_TIME_MS));
+        assert!(futures_lite::future::poll_once(&mut second).await.is_none()); // at the coalescing yield
+        assert!(futures_lite::future::poll_once(&mut second).await.is_none()); // inside write_at
+        drop(second);
+        assert_eq!(
+            log.append(batch(4, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap_err(),
+            ErrorCode::KafkaStorageError
+        );
+        assert!(log.failure().is_some());
+
+        // Dropped inside an fdatasync: nothing is lost and the next flush proceeds.
+        let disk = MemDisk::new(22);
+        let log = open(&disk, small_config(), 1 << 20);
+        log.append(batch(5, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap();
+        disk.set_yield_on_io(true);
+        let mut flush = Box::pin(log.flush());
+        assert!(futures_lite::future::poll_once(&mut flush).await.is_none());
+        drop(flush);
+        log.flush().await.unwrap();
+        assert_eq!(log.durable_offset(), 1);
+        assert!(log.failure().is_none());
+    });
+}

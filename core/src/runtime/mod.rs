@@ -7,7 +7,7 @@
 //!   [`CoreSpec`] for the `--cores` syntax), joins them into the mesh, and reports how they end.
 //! - [`Shard`]: a shard's own handle — its [`ShardId`], and [`Shard::call`] / [`Shard::serve`], a
 //!   request/reply call to another shard over glommio's channel mesh.
-//! - [`spawn_local`], [`sleep`], [`timeout`]: tasks and time on the current shard.
+//! - [`spawn_local`], [`spawn_detached`], [`sleep`], [`timeout`]: tasks and time on the current shard.
 //! - [`tcp`]: SO_REUSEPORT listeners bound once for all shards, and accepted connections as
 //!   `futures-io` streams.
 //! - [`Shutdown`]: a signal any thread can trigger and any shard can await.
@@ -103,6 +103,30 @@ impl<T> Future for Task<T> {
 /// Outside a shard's executor.
 pub fn spawn_local<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
     Task(glommio::spawn_local(future))
+}
+
+/// Spawns `future` on the current shard's executor as a task that runs to completion even if nobody
+/// waits for it: dropping the returned [`Detached`] only forgets the result. Use it for work that must
+/// not be cut short halfway (a log append or flush: their in-flight state must be cleared by the code
+/// that set it).
+///
+/// # Panics
+/// Outside a shard's executor.
+pub fn spawn_detached<T: 'static>(future: impl Future<Output = T> + 'static) -> Detached<T> {
+    Detached(glommio::spawn_local(future).detach())
+}
+
+/// The result of a [`spawn_detached`] task: `Some(output)`, or `None` if the task was cancelled (its
+/// executor stopped). Dropping it does not cancel the task.
+#[must_use = "await it for the result; dropping it lets the task run on unobserved"]
+pub struct Detached<T>(glommio::task::JoinHandle<T>);
+
+impl<T> Future for Detached<T> {
+    type Output = Option<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        Pin::new(&mut self.0).poll(cx)
+    }
 }
 
 /// Waits `duration` on the current shard's timer.

@@ -16,6 +16,8 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// Kernel accept backlog per listening socket (clamped by `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: i32 = 1024;
+/// Most buffers one vectored write hands to the kernel (Linux's `IOV_MAX` is 1024).
+pub const MAX_IOVECS: usize = 1024;
 
 /// Binds `count` listening sockets to `addr` with SO_REUSEPORT and SO_REUSEADDR, so the kernel spreads
 /// incoming connections across them. If `addr` has port 0 the first socket picks the port and the rest
@@ -89,6 +91,44 @@ impl AsyncRead for Connection {
 impl AsyncWrite for Connection {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    /// One `sendmsg(2)` for all of `bufs` (at most [`MAX_IOVECS`] of them), so a response made of a
+    /// header and many shared record slices leaves in one system call without being copied together.
+    /// If the socket is full, falls back to glommio's `poll_write` of the first non-empty buffer,
+    /// which retries and registers for writability.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let bufs = &bufs[..bufs.len().min(MAX_IOVECS)];
+        let Some(first) = bufs.iter().find(|buf| !buf.is_empty()) else {
+            return Poll::Ready(Ok(0));
+        };
+        if bufs.len() == 1 {
+            return Pin::new(&mut self.inner).poll_write(cx, first);
+        }
+        // SAFETY: an all-zero msghdr is valid; it points at `bufs`, which outlives the call, and
+        // `IoSlice` is guaranteed ABI-compatible with `iovec`.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        message.msg_iovlen = bufs.len() as _;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.inner);
+        // SAFETY: `fd` is this connection's open socket; `message` is initialized above.
+        let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            return Poll::Ready(Ok(sent as usize));
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => Pin::new(&mut self.inner).poll_write(cx, first),
+            io::ErrorKind::Interrupted => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            _ => Poll::Ready(Err(error)),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

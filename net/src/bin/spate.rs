@@ -1,8 +1,9 @@
 //! The `spate` command. `spate serve` runs the broker (see `net::server`).
 //!
 //! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the broker cannot start
-//! (configuration, data directory, address in use), 70 when a shard stopped unexpectedly, 130 when a
-//! second signal cut the shutdown short.
+//! (configuration, data directory, address in use), 70 when a shard stopped unexpectedly, 74
+//! (`EX_IOERR`) after a fatal I/O error on a log or the data directory, 130 when a second signal cut
+//! the shutdown short.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -10,8 +10,17 @@
 //! With the check, the crate's up-front allocation is at most the body size times
 //! `size_of::<Element>() / min_element_bytes`: bounded by the frame limit, no longer by the client's
 //! claim.
+//!
+//! Requests with nested arrays (Produce, Fetch, ListOffsets, CreateTopics) are checked whole by
+//! [`walk::check_body`], which walks every field against the request's layout in [`schemas`] and
+//! checks every array prefix at every depth.
 
 use std::fmt;
+
+pub mod schemas;
+pub mod walk;
+
+pub use walk::{check_body, BodyError, Schema};
 
 /// An array length prefix that cannot be true.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,20 @@
 //! One module per Kafka API. Each takes a parsed [`RequestHeader`](crate::header::RequestHeader)
-//! and the still-encoded body, and appends the response frame to the connection's write buffer.
+//! and the still-encoded body, checks the body with [`crate::guard`] before `kafka-protocol` decodes
+//! it, and returns the response frame (or none, for acks=0 produce).
 
 pub mod api_versions;
+pub mod create_topics;
+pub mod fetch;
+pub mod list_offsets;
 pub mod metadata;
+pub mod produce;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::guard::{check_body, Schema};
+use crate::header::RequestHeader;
+use crate::response::encode_response;
 
 use kafka_protocol::messages::ApiKey;
 
@@ -23,6 +35,9 @@ pub enum HandlerError {
     },
     /// The response could not be encoded: a Spate bug, not the client's fault.
     Encode(EncodeError),
+    /// The request was handled but the connection must close (Kafka closes it after a failed
+    /// acks=0 produce, so the producer notices and refreshes its metadata).
+    Close(String),
 }
 
 impl std::fmt::Display for HandlerError {
@@ -32,6 +47,7 @@ impl std::fmt::Display for HandlerError {
                 write!(f, "malformed {api_key:?} v{api_version} request body: {reason}")
             }
             HandlerError::Encode(error) => error.fmt(f),
+            HandlerError::Close(reason) => f.write_str(reason),
         }
     }
 }
@@ -42,4 +58,22 @@ impl From<EncodeError> for HandlerError {
     fn from(error: EncodeError) -> Self {
         HandlerError::Encode(error)
     }
+}
+
+/// Checks `body` against `schema` (every array at every depth, see [`crate::guard::walk`]), then
+/// decodes it with `kafka-protocol`.
+pub fn decode_checked<M: Decodable>(header: &RequestHeader, schema: &Schema, body: Bytes) -> Result<M, HandlerError> {
+    let version = header.api_version;
+    let malformed =
+        |reason: String| HandlerError::MalformedBody { api_key: header.api_key, api_version: version, reason };
+    check_body(schema, version, &body).map_err(|error| malformed(error.to_string()))?;
+    let mut cursor = body;
+    M::decode(&mut cursor, version).map_err(|error| malformed(error.to_string()))
+}
+
+/// Encodes `body` as the response to `header`: one chunk.
+pub fn respond<M: Encodable>(header: &RequestHeader, body: &M) -> Result<Option<Vec<Bytes>>, HandlerError> {
+    let mut out = BytesMut::new();
+    encode_response(&mut out, header.api_key, header.api_version, header.correlation_id, body)?;
+    Ok(Some(vec![out.freeze()]))
 }
