@@ -14,11 +14,11 @@
 #![no_main]
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest};
+use kafka_protocol::messages::*;
 use libfuzzer_sys::fuzz_target;
 use net::dispatch::{route, Routed};
 use net::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
-use net::guard::schemas::{CREATE_TOPICS, FETCH, LIST_OFFSETS, PRODUCE};
+use net::guard::schemas::*;
 use net::handlers::{decode_checked, metadata, HandlerError};
 use net::header::Request;
 use net::versions;
@@ -28,8 +28,23 @@ const MAX_FRAME_BYTES: usize = 1 << 20;
 /// APIs answered inside `route` itself.
 const ANSWERED_BY_ROUTE: &[ApiKey] = &[ApiKey::ApiVersions];
 /// APIs whose body decode [`decode_body`] reproduces.
-const DECODED_HERE: &[ApiKey] =
-    &[ApiKey::Produce, ApiKey::Fetch, ApiKey::ListOffsets, ApiKey::Metadata, ApiKey::CreateTopics];
+const DECODED_HERE: &[ApiKey] = &[
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::Metadata,
+    ApiKey::CreateTopics,
+    ApiKey::FindCoordinator,
+    ApiKey::DeleteTopics,
+    ApiKey::DeleteRecords,
+    ApiKey::InitProducerId,
+    ApiKey::DescribeConfigs,
+    ApiKey::AlterConfigs,
+    ApiKey::DescribeLogDirs,
+    ApiKey::CreatePartitions,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::DescribeCluster,
+];
 
 /// The decode each handler in `net::handlers` runs before anything else (keep in step with
 /// `net::dispatch::dispatch` and the handlers' `handle` functions).
@@ -42,6 +57,20 @@ fn decode_body(request: &Request) -> Result<(), HandlerError> {
         ApiKey::ListOffsets => decode_checked::<ListOffsetsRequest>(header, &LIST_OFFSETS, body).map(drop),
         ApiKey::Metadata => metadata::decode_request(header.api_version, body).map(drop),
         ApiKey::CreateTopics => decode_checked::<CreateTopicsRequest>(header, &CREATE_TOPICS, body).map(drop),
+        ApiKey::FindCoordinator => decode_checked::<FindCoordinatorRequest>(header, &FIND_COORDINATOR, body).map(drop),
+        ApiKey::DeleteTopics => decode_checked::<DeleteTopicsRequest>(header, &DELETE_TOPICS, body).map(drop),
+        ApiKey::DeleteRecords => decode_checked::<DeleteRecordsRequest>(header, &DELETE_RECORDS, body).map(drop),
+        ApiKey::InitProducerId => decode_checked::<InitProducerIdRequest>(header, &INIT_PRODUCER_ID, body).map(drop),
+        ApiKey::DescribeConfigs => decode_checked::<DescribeConfigsRequest>(header, &DESCRIBE_CONFIGS, body).map(drop),
+        ApiKey::AlterConfigs => decode_checked::<AlterConfigsRequest>(header, &ALTER_CONFIGS, body).map(drop),
+        ApiKey::DescribeLogDirs => decode_checked::<DescribeLogDirsRequest>(header, &DESCRIBE_LOG_DIRS, body).map(drop),
+        ApiKey::CreatePartitions => {
+            decode_checked::<CreatePartitionsRequest>(header, &CREATE_PARTITIONS, body).map(drop)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            decode_checked::<IncrementalAlterConfigsRequest>(header, &INCREMENTAL_ALTER_CONFIGS, body).map(drop)
+        }
+        ApiKey::DescribeCluster => decode_checked::<DescribeClusterRequest>(header, &DESCRIBE_CLUSTER, body).map(drop),
         api_key => unreachable!("{api_key:?} is routed to a handler but this target does not decode it"),
     }
 }

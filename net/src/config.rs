@@ -13,6 +13,8 @@
 //! auto_create_topics_enable = true     # Metadata requests create unknown topics (Kafka's default)
 //! num_partitions = 1                   # partitions of auto-created topics and of CreateTopics with -1
 //! batch_cache_bytes_per_shard = 268435456 # default: min(256 MiB, physical RAM / 4 / shards)
+//! memory_budget_bytes_per_shard = 536870912 # requests and responses in flight; default: physical
+//!                                           # RAM / 4 / shards, within 64 MiB..=512 MiB
 //! retention_check_interval_ms = 300000 # how often retention runs (log.retention.check.interval.ms)
 //!
 //! [topic_defaults]                     # broker-wide topic config defaults, with Kafka's topic keys
@@ -40,6 +42,12 @@ pub const DEFAULT_DATA_DIR: &str = "./spate-data";
 pub const DEFAULT_MAX_CONNECTIONS_PER_SHARD: usize = 10_000;
 /// Largest default `batch_cache_bytes_per_shard` (the default is smaller on small machines).
 pub const DEFAULT_BATCH_CACHE_BYTES_MAX: usize = 256 << 20;
+/// Smallest `memory_budget_bytes_per_shard` accepted.
+pub const MEMORY_BUDGET_BYTES_MIN: usize = 1 << 20;
+/// Smallest and largest default `memory_budget_bytes_per_shard` (between them: RAM / 4 / shards).
+pub const DEFAULT_MEMORY_BUDGET_BYTES_MIN: usize = 64 << 20;
+/// See [`DEFAULT_MEMORY_BUDGET_BYTES_MIN`].
+pub const DEFAULT_MEMORY_BUDGET_BYTES_MAX: usize = 512 << 20;
 /// Default `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`).
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
 
@@ -93,6 +101,8 @@ pub struct Settings {
     pub batch_cache_bytes_per_shard: Option<usize>,
     /// How often retention runs, in milliseconds.
     pub retention_check_interval_ms: Option<u64>,
+    /// Memory budget of each shard for requests and responses, in bytes.
+    pub memory_budget_bytes_per_shard: Option<usize>,
     /// Broker-wide topic config defaults, by Kafka topic config key.
     pub topic_defaults: Option<BTreeMap<String, toml::Value>>,
 }
@@ -119,6 +129,9 @@ impl Settings {
             num_partitions: overrides.num_partitions.or(self.num_partitions),
             batch_cache_bytes_per_shard: overrides.batch_cache_bytes_per_shard.or(self.batch_cache_bytes_per_shard),
             retention_check_interval_ms: overrides.retention_check_interval_ms.or(self.retention_check_interval_ms),
+            memory_budget_bytes_per_shard: overrides
+                .memory_budget_bytes_per_shard
+                .or(self.memory_budget_bytes_per_shard),
             topic_defaults: overrides.topic_defaults.or(self.topic_defaults),
         }
     }
@@ -193,6 +206,11 @@ impl Settings {
         if self.batch_cache_bytes_per_shard == Some(0) {
             return Err(ConfigError("batch_cache_bytes_per_shard must be at least 1".into()));
         }
+        if self.memory_budget_bytes_per_shard.is_some_and(|bytes| bytes < MEMORY_BUDGET_BYTES_MIN) {
+            return Err(ConfigError(format!(
+                "memory_budget_bytes_per_shard must be at least {MEMORY_BUDGET_BYTES_MIN} (1 MiB)"
+            )));
+        }
         let retention_check_interval_ms =
             self.retention_check_interval_ms.unwrap_or(DEFAULT_RETENTION_CHECK_INTERVAL_MS);
         if retention_check_interval_ms == 0 {
@@ -214,6 +232,7 @@ impl Settings {
             },
             batch_cache_bytes_per_shard: self.batch_cache_bytes_per_shard,
             retention_check_interval: Duration::from_millis(retention_check_interval_ms),
+            memory_budget_bytes_per_shard: self.memory_budget_bytes_per_shard,
         })
     }
 }
@@ -243,6 +262,8 @@ pub struct ServeConfig {
     pub batch_cache_bytes_per_shard: Option<usize>,
     /// How often retention runs.
     pub retention_check_interval: Duration,
+    /// Request and response memory budget per shard; `None`: [`default_memory_budget_bytes`].
+    pub memory_budget_bytes_per_shard: Option<usize>,
 }
 
 /// How topics come to exist, and their defaults.
@@ -259,13 +280,29 @@ pub struct TopicSettings {
 /// The batch cache budget per shard when none is configured: a quarter of physical memory shared by
 /// the shards, at most [`DEFAULT_BATCH_CACHE_BYTES_MAX`] each.
 pub fn default_batch_cache_bytes(nr_shards: usize) -> usize {
+    match physical_memory_bytes() {
+        0 => DEFAULT_BATCH_CACHE_BYTES_MAX,
+        physical => (physical / 4 / nr_shards.max(1)).clamp(1 << 20, DEFAULT_BATCH_CACHE_BYTES_MAX),
+    }
+}
+
+/// The request memory budget per shard when none is configured: another quarter of physical memory
+/// shared by the shards (with the batch cache's quarter, half of it in all), within
+/// [`DEFAULT_MEMORY_BUDGET_BYTES_MIN`]..=[`DEFAULT_MEMORY_BUDGET_BYTES_MAX`].
+pub fn default_memory_budget_bytes(nr_shards: usize) -> usize {
+    match physical_memory_bytes() {
+        0 => DEFAULT_MEMORY_BUDGET_BYTES_MAX,
+        physical => {
+            (physical / 4 / nr_shards.max(1)).clamp(DEFAULT_MEMORY_BUDGET_BYTES_MIN, DEFAULT_MEMORY_BUDGET_BYTES_MAX)
+        }
+    }
+}
+
+/// Physical memory, in bytes; 0 if unknown.
+fn physical_memory_bytes() -> usize {
     // SAFETY: sysconf only reads system constants.
     let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    let physical = usize::try_from(pages).unwrap_or(0).saturating_mul(usize::try_from(page_size).unwrap_or(0));
-    if physical == 0 {
-        return DEFAULT_BATCH_CACHE_BYTES_MAX;
-    }
-    (physical / 4 / nr_shards.max(1)).clamp(1 << 20, DEFAULT_BATCH_CACHE_BYTES_MAX)
+    usize::try_from(pages).unwrap_or(0).saturating_mul(usize::try_from(page_size).unwrap_or(0))
 }
 
 /// Splits `HOST:PORT` (`[v6]:PORT` for IPv6 literals).
@@ -299,6 +336,9 @@ mod tests {
         assert_eq!(config.retention_check_interval, Duration::from_secs(300));
         let cache = default_batch_cache_bytes(2);
         assert!((1 << 20..=DEFAULT_BATCH_CACHE_BYTES_MAX).contains(&cache), "{cache}");
+        assert_eq!(config.memory_budget_bytes_per_shard, None);
+        let budget = default_memory_budget_bytes(2);
+        assert!((DEFAULT_MEMORY_BUDGET_BYTES_MIN..=DEFAULT_MEMORY_BUDGET_BYTES_MAX).contains(&budget), "{budget}");
     }
 
     #[test]
@@ -323,6 +363,7 @@ mod tests {
             "[topic_defaults]\n\"retention.ms\" = 1.5",
             "batch_cache_bytes_per_shard = 0",
             "retention_check_interval_ms = 0",
+            "memory_budget_bytes_per_shard = 1000",
         ] {
             let settings: Settings = toml::from_str(bad).unwrap();
             assert!(settings.resolve().is_err(), "{bad}");
@@ -333,7 +374,7 @@ mod tests {
     fn file_then_flags() {
         let file: Settings = toml::from_str(
             "listen = \"127.0.0.1:9000\"\nadvertise = \"broker.example:9100\"\ndata_dir = \"/d\"\ncores = [0, 1]\n\
-             node_id = 4\nmax_connections_per_shard = 5\n",
+             node_id = 4\nmax_connections_per_shard = 5\nmemory_budget_bytes_per_shard = 16777216\n",
         )
         .unwrap();
         let flags = Settings { node_id: Some(6), cores: Some(CoresValue::Text("1".into())), ..Settings::default() };
@@ -344,6 +385,7 @@ mod tests {
         assert_eq!(config.cores, CoreSpec::Count(1), "flag wins");
         assert_eq!(config.node_id, 6, "flag wins");
         assert_eq!(config.max_connections_per_shard, 5);
+        assert_eq!(config.memory_budget_bytes_per_shard, Some(16 << 20));
     }
 
     #[test]

@@ -14,14 +14,23 @@
 //! - a size prefix is negative or over `socket.request.max.bytes` (warn),
 //! - a request cannot be answered: bad header, unknown API, unsupported version, bad body, or a
 //!   failed acks=0 produce (warn; an encoding failure, a Spate bug, is an error),
-//! - a socket read or write fails (debug: the peer reset or vanished),
+//! - a socket read or write fails (debug: the peer reset or vanished), or the peer takes none of its
+//!   responses for the write stall limit ([`WRITE_STALL_LIMIT`] in the broker; warn),
 //! - the shard shuts down: once the requests already read are answered, reading stops.
 //!
 //! Responses to requests before a refused one are sent; requests after it are dropped. Dropping an
 //! in-flight request is safe: everything it started on a partition runs as a detached task.
 //!
-//! Memory: the read buffer grows only as bytes arrive (never for an announced size alone) and is
-//! refilled in chunks of at most [`READ_CHUNK_MAX_BYTES`].
+//! Memory ([`crate::budget`]): once a frame's size prefix is read, the connection acquires the
+//! frame's size from the shard's [`MemoryBudget`] before it reserves or reads the body, waiting
+//! (first come, first served) while the budget is spent: that wait is the backpressure a client
+//! feels. A frame larger than the whole budget is refused. The permit travels with the request,
+//! becomes the response's size when it is answered, and is released once the response is written.
+//! While a write waits (a client that does not read its responses), nothing more is read from that
+//! connection, so it holds at most [`MAX_IN_FLIGHT`] responses. Without a frame's permit the buffer
+//! grows only by what arrives, in reads of [`READ_CHUNK_MIN_BYTES`] to [`READ_CHUNK_MAX_BYTES`]
+//! (so up to [`READ_CHUNK_MIN_BYTES`] of following small frames are read before their permit); an
+//! idle connection gives its read buffer back and holds none.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -29,15 +38,17 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use spate_core::runtime::tcp::MAX_IOVECS;
-use spate_core::runtime::LocalSignal;
+use spate_core::runtime::{timeout, LocalSignal};
 use tracing::{debug, error, warn};
 
+use crate::budget::{Acquire, MemoryBudget, Permit};
 use crate::dispatch::{Answer, DispatchError, Dispatcher};
-use crate::frame::FrameDecoder;
+use crate::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
 use crate::handlers::HandlerError;
 
 /// Smallest read: enough for a few small pipelined requests.
@@ -46,6 +57,9 @@ pub const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
 pub const READ_CHUNK_MAX_BYTES: usize = 64 * 1024;
 /// Requests of one connection processed at once (Kafka clients send at most 5 by default).
 pub const MAX_IN_FLIGHT: usize = 5;
+/// How long the broker waits for a client to take any of its response bytes before closing the
+/// connection (and freeing the responses' budget).
+pub const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -68,13 +82,15 @@ pub async fn serve<S, D>(
     peer: SocketAddr,
     dispatcher: &D,
     decoder: FrameDecoder,
+    budget: &MemoryBudget,
+    write_stall: Option<Duration>,
     shutdown: &LocalSignal,
 ) -> ConnectionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
     D: Dispatcher,
 {
-    let end = run(stream, dispatcher, decoder, shutdown).await;
+    let end = run(stream, dispatcher, decoder, budget, write_stall, shutdown).await;
     match &end {
         ConnectionEnd::PeerClosed => debug!(%peer, "connection closed by peer"),
         ConnectionEnd::PeerClosedMidFrame(bytes) => {
@@ -89,33 +105,59 @@ where
 
 type Pending<'a> = Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + 'a>>;
 
-/// Requests in flight, oldest first; each is polled whenever the connection wakes.
+/// Requests in flight, oldest first, each with the budget it holds; polled whenever the connection
+/// wakes.
 struct InFlight<'a> {
-    slots: VecDeque<Slot<'a>>,
+    slots: VecDeque<(Slot<'a>, Permit)>,
 }
 
 enum Slot<'a> {
-    Running(Pending<'a>),
+    /// A request being processed; `ordered` requests (Produce) start only once every older ordered
+    /// request of the connection has finished.
+    Running { future: Pending<'a>, ordered: bool },
     Done(Result<Answer, DispatchError>),
 }
+
+impl<'a> Slot<'a> {
+    fn running(frame: &Bytes, future: Pending<'a>) -> Self {
+        Slot::Running { future, ordered: is_produce(frame) }
+    }
+}
+
+/// Produce requests of one connection must append in request order: Kafka's ordering guarantee for a
+/// producer with several requests in flight. Running two at once could let the later one reach a
+/// partition first (its owner shard, its log's buffer), so they run one after another, as Kafka runs
+/// every request of a connection. Other requests (Fetch waiting on a long poll, Metadata) still overlap.
+fn is_produce(frame: &Bytes) -> bool {
+    frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == PRODUCE_API_KEY
+}
+
+const PRODUCE_API_KEY: i16 = 0;
 
 impl<'a> InFlight<'a> {
     fn len(&self) -> usize {
         self.slots.len()
     }
 
-    /// Polls every running request; returns the oldest one's result once it has one.
-    fn poll_oldest(&mut self, cx: &mut Context<'_>) -> Poll<Result<Answer, DispatchError>> {
-        for slot in self.slots.iter_mut() {
-            if let Slot::Running(future) = slot {
-                if let Poll::Ready(result) = future.as_mut().poll(cx) {
-                    *slot = Slot::Done(result);
+    /// Polls every running request; returns the oldest one's result (and its permit) once it has one.
+    fn poll_oldest(&mut self, cx: &mut Context<'_>) -> Poll<(Result<Answer, DispatchError>, Permit)> {
+        let mut ordered_running = false;
+        for (slot, _) in self.slots.iter_mut() {
+            if let Slot::Running { future, ordered } = slot {
+                if *ordered && ordered_running {
+                    // An older Produce is still running: this one waits its turn (and is polled again
+                    // when that one finishes, since the connection is woken then).
+                    continue;
+                }
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(result) => *slot = Slot::Done(result),
+                    Poll::Pending => ordered_running |= *ordered,
                 }
             }
         }
-        if matches!(self.slots.front(), Some(Slot::Done(_))) {
-            if let Some(Slot::Done(result)) = self.slots.pop_front() {
-                return Poll::Ready(result);
+        if matches!(self.slots.front(), Some((Slot::Done(_), _))) {
+            if let Some((Slot::Done(result), permit)) = self.slots.pop_front() {
+                return Poll::Ready((result, permit));
             }
         }
         Poll::Pending
@@ -123,27 +165,95 @@ impl<'a> InFlight<'a> {
 }
 
 enum Event {
-    Answered(Result<Answer, DispatchError>),
+    Answered((Result<Answer, DispatchError>, Permit)),
+    Admitted(Permit),
     Read(io::Result<usize>),
     Shutdown,
 }
 
-async fn run<S, D>(stream: &mut S, dispatcher: &D, decoder: FrameDecoder, shutdown: &LocalSignal) -> ConnectionEnd
+/// Bytes (size prefix included) of the frame at the front of `buf`, once its prefix is there; an
+/// error for a bad prefix or a frame the whole budget could not hold.
+fn front_frame_bytes(decoder: &FrameDecoder, budget: &MemoryBudget, buf: &[u8]) -> Result<Option<usize>, String> {
+    let Some(body_bytes) = decoder.body_size(buf).map_err(|error| error.to_string())? else {
+        return Ok(None);
+    };
+    let frame_bytes = SIZE_PREFIX_BYTES + body_bytes;
+    if frame_bytes > budget.total() {
+        return Err(format!(
+            "frame of {body_bytes} bytes exceeds the shard's memory budget of {} bytes (memory_budget_bytes_per_shard)",
+            budget.total()
+        ));
+    }
+    Ok(Some(frame_bytes))
+}
+
+/// One read of up to `chunk` bytes appended to `buf`. While it waits, an empty `buf` gives back its
+/// allocation: an idle connection holds no read buffer.
+fn poll_read_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    chunk: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let filled = buf.len();
+    buf.resize(filled + chunk, 0);
+    let result = Pin::new(stream).poll_read(cx, &mut buf[filled..]);
+    let arrived = match &result {
+        Poll::Ready(Ok(bytes)) => *bytes,
+        _ => 0,
+    };
+    buf.truncate(filled + arrived);
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+    result
+}
+
+async fn run<S, D>(
+    stream: &mut S,
+    dispatcher: &D,
+    decoder: FrameDecoder,
+    budget: &MemoryBudget,
+    write_stall: Option<Duration>,
+    shutdown: &LocalSignal,
+) -> ConnectionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
     D: Dispatcher,
 {
     let mut read_buf = BytesMut::new();
     let mut in_flight = InFlight { slots: VecDeque::new() };
+    // Budget held for the frame at the front of `read_buf` (taken once its size prefix is known,
+    // before its body is reserved or read), and the wait for it.
+    let mut frame_permit: Option<Permit> = None;
+    let mut acquiring: Option<Acquire> = None;
     // Why reading stopped: a bad frame (refuse once the requests before it are answered) or the
     // peer's close (end once they are).
     let mut refusal: Option<String> = None;
     let mut closed: Option<ConnectionEnd> = None;
     loop {
         while refusal.is_none() && in_flight.len() < MAX_IN_FLIGHT {
-            match decoder.decode(&mut read_buf) {
-                Ok(Some(frame)) => in_flight.slots.push_back(Slot::Running(dispatcher.dispatch(frame))),
+            let frame_bytes = match front_frame_bytes(&decoder, budget, &read_buf) {
+                Ok(Some(bytes)) => bytes,
                 Ok(None) => break,
+                Err(reason) => {
+                    refusal = Some(reason);
+                    break;
+                }
+            };
+            if frame_permit.is_none() {
+                frame_permit = budget.try_acquire(frame_bytes);
+            }
+            let Some(permit) = frame_permit.take() else { break };
+            match decoder.decode(&mut read_buf) {
+                Ok(Some(frame)) => {
+                    let slot = Slot::running(&frame, dispatcher.dispatch(frame.clone()));
+                    in_flight.slots.push_back((slot, permit))
+                }
+                Ok(None) => {
+                    frame_permit = Some(permit);
+                    break;
+                }
                 Err(error) => refusal = Some(error.to_string()),
             }
         }
@@ -161,59 +271,67 @@ where
         let can_read =
             refusal.is_none() && closed.is_none() && !shutdown.is_triggered() && in_flight.len() < MAX_IN_FLIGHT;
         let filled = read_buf.len();
-        let event = if can_read {
-            // Read at least what the next frame still needs, within the chunk bounds. The buffer
-            // grows by what arrives, not by what a size prefix announces.
-            let needed = decoder.bytes_needed(&read_buf).unwrap_or(0);
-            read_buf.resize(filled + needed.clamp(READ_CHUNK_MIN_BYTES, READ_CHUNK_MAX_BYTES), 0);
-            let read_into = &mut read_buf[filled..];
-            let answered = std::future::poll_fn(|cx| in_flight.poll_oldest(cx));
-            let event = futures_lite::future::or(
-                futures_lite::future::or(async { Event::Answered(answered.await) }, async {
-                    Event::Read(stream.read(read_into).await)
-                }),
-                async {
-                    shutdown.wait().await;
-                    Event::Shutdown
-                },
-            )
-            .await;
-            let arrived = match event {
-                Event::Read(Ok(bytes)) => bytes,
-                _ => 0,
-            };
-            read_buf.truncate(filled + arrived);
-            event
+        let answered = std::future::poll_fn(|cx| in_flight.poll_oldest(cx));
+        let event = if !can_read {
+            Event::Answered(answered.await)
+        } else if let (Ok(Some(frame_bytes)), None) =
+            (front_frame_bytes(&decoder, budget, &read_buf), frame_permit.as_ref())
+        {
+            // The next frame's size is known but the budget is spent: wait for it (backpressure),
+            // keeping our place in the queue while answers go out.
+            let acquire = acquiring.get_or_insert_with(|| budget.acquire(frame_bytes));
+            first_of(answered, async { Event::Admitted(acquire.await) }, shutdown).await
         } else {
-            Event::Answered(std::future::poll_fn(|cx| in_flight.poll_oldest(cx)).await)
+            // Read at least what the next frame still needs, within the chunk bounds. A frame's body
+            // is reserved whole once its budget is held; otherwise the buffer grows by what arrives.
+            let needed = decoder.bytes_needed(&read_buf).unwrap_or(0);
+            if frame_permit.is_some() {
+                read_buf.reserve(needed);
+            }
+            let chunk = needed.clamp(READ_CHUNK_MIN_BYTES, READ_CHUNK_MAX_BYTES);
+            let read = std::future::poll_fn(|cx| poll_read_into(stream, &mut read_buf, chunk, cx));
+            first_of(answered, async { Event::Read(read.await) }, shutdown).await
         };
         match event {
             Event::Answered(first) => {
-                // Send every answer that is ready now in one write.
+                // Send every answer that is ready now in one write. Each answer's permit now holds
+                // the response's size, until the response has left.
                 let mut chunks = Vec::new();
-                let mut result = first;
+                let mut held = Vec::new();
+                let (mut result, mut permit) = first;
                 loop {
                     match result {
-                        Ok(Some(answer)) => chunks.extend(answer),
-                        Ok(None) => {}
+                        Ok(Some(answer)) => {
+                            permit.resize(answer.iter().map(Bytes::len).sum());
+                            chunks.extend(answer);
+                        }
+                        Ok(None) => permit.resize(0),
                         Err(error) => {
                             if let DispatchError::Handler(HandlerError::Encode(_)) = &error {
                                 error!("cannot encode a response (a Spate bug): {error}");
                             }
-                            if let Err(error) = write_chunks(stream, &chunks).await {
-                                return ConnectionEnd::Io(error);
+                            if let Err(error) = write_chunks(stream, &chunks, write_stall).await {
+                                return write_failed(error);
                             }
                             return ConnectionEnd::Refused(error.to_string());
                         }
                     }
+                    held.push(permit);
                     match futures_lite::future::poll_once(std::future::poll_fn(|cx| in_flight.poll_oldest(cx))).await {
-                        Some(next) => result = next,
+                        Some(next) => (result, permit) = next,
                         None => break,
                     }
                 }
-                if let Err(error) = write_chunks(stream, &chunks).await {
-                    return ConnectionEnd::Io(error);
+                // While this write waits (a client that does not read), nothing else is read from
+                // this connection: its queued responses are the at most MAX_IN_FLIGHT answered.
+                if let Err(error) = write_chunks(stream, &chunks, write_stall).await {
+                    return write_failed(error);
                 }
+                drop(held);
+            }
+            Event::Admitted(permit) => {
+                frame_permit = Some(permit);
+                acquiring = None;
             }
             Event::Read(Err(error)) => return ConnectionEnd::Io(error),
             Event::Read(Ok(0)) => {
@@ -228,8 +346,35 @@ where
     }
 }
 
-/// Writes `chunks` back to back with vectored writes.
-async fn write_chunks<S: AsyncWrite + Unpin>(stream: &mut S, chunks: &[Bytes]) -> io::Result<()> {
+/// The first of: the oldest request answered, `other`, or shutdown.
+async fn first_of(
+    answered: impl Future<Output = (Result<Answer, DispatchError>, Permit)>,
+    other: impl Future<Output = Event>,
+    shutdown: &LocalSignal,
+) -> Event {
+    futures_lite::future::or(futures_lite::future::or(async { Event::Answered(answered.await) }, other), async {
+        shutdown.wait().await;
+        Event::Shutdown
+    })
+    .await
+}
+
+/// A stalled write (the client stopped reading) is refused with a warning; other failures are I/O.
+fn write_failed(error: io::Error) -> ConnectionEnd {
+    match error.kind() {
+        io::ErrorKind::TimedOut => ConnectionEnd::Refused(error.to_string()),
+        _ => ConnectionEnd::Io(error),
+    }
+}
+
+/// Writes `chunks` back to back with vectored writes; fails with `TimedOut` if the socket accepts
+/// nothing for `stall` (a client that does not read its responses would otherwise pin their memory
+/// for ever).
+async fn write_chunks<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    chunks: &[Bytes],
+    stall: Option<Duration>,
+) -> io::Result<()> {
     let mut index = 0;
     let mut offset = 0;
     while index < chunks.len() {
@@ -244,7 +389,15 @@ async fn write_chunks<S: AsyncWrite + Unpin>(stream: &mut S, chunks: &[Bytes]) -
             .enumerate()
             .map(|(position, chunk)| IoSlice::new(if position == 0 { &chunk[offset..] } else { chunk }))
             .collect();
-        let mut written = stream.write_vectored(&slices).await?;
+        let mut written = match stall {
+            None => stream.write_vectored(&slices).await?,
+            Some(limit) => timeout(limit, stream.write_vectored(&slices)).await.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client read none of its responses for {} s", limit.as_secs()),
+                )
+            })??,
+        };
         if written == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "the socket accepted no bytes"));
         }
@@ -264,177 +417,4 @@ async fn write_chunks<S: AsyncWrite + Unpin>(stream: &mut S, chunks: &[Bytes]) -
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::Cell;
-
-    use kafka_protocol::messages::{ApiKey, MetadataResponse};
-
-    use super::*;
-    use crate::dispatch::{route, Routed};
-    use crate::response::encode_response;
-
-    /// A scripted peer: reads come from `input` in `chunk`-byte pieces, then EOF; writes collect.
-    struct Script {
-        input: Vec<u8>,
-        chunk: usize,
-        output: Vec<u8>,
-    }
-
-    impl AsyncRead for Script {
-        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-            let take = self.chunk.min(buf.len()).min(self.input.len());
-            buf[..take].copy_from_slice(&self.input[..take]);
-            self.input.drain(..take);
-            Poll::Ready(Ok(take))
-        }
-    }
-
-    impl AsyncWrite for Script {
-        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-            // Accept at most 7 bytes a call, so partial vectored writes are exercised.
-            let take = buf.len().min(7);
-            self.output.extend_from_slice(&buf[..take]);
-            Poll::Ready(Ok(take))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    /// Answers ApiVersions for real and Metadata with no topics (after the real body checks). The
-    /// n-th Metadata request yields `delays[n]` times first, so later requests can finish first.
-    struct TestDispatcher {
-        delays: Vec<usize>,
-        served: Cell<usize>,
-    }
-
-    impl Dispatcher for TestDispatcher {
-        fn dispatch(&self, frame: Bytes) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>> {
-            let delay = self.delays.get(self.served.get()).copied().unwrap_or(0);
-            self.served.set(self.served.get() + 1);
-            Box::pin(async move {
-                let request = match route(frame)? {
-                    Routed::Answered(chunks) => return Ok(Some(chunks)),
-                    Routed::Request(request) => request,
-                };
-                for _ in 0..delay {
-                    futures_lite::future::yield_now().await;
-                }
-                let header = &request.header;
-                crate::handlers::metadata::decode_request(header.api_version, request.body.clone())
-                    .map_err(DispatchError::Handler)?;
-                let mut out = BytesMut::new();
-                encode_response(
-                    &mut out,
-                    ApiKey::Metadata,
-                    header.api_version,
-                    header.correlation_id,
-                    &MetadataResponse::default(),
-                )
-                .map_err(|error| DispatchError::Handler(error.into()))?;
-                Ok(Some(vec![out.split_to(5).freeze(), out.freeze()]))
-            })
-        }
-    }
-
-    const API_VERSIONS_V0: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 9, 0xff, 0xff];
-    const METADATA_V1_NONE: [u8; 18] = [0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0];
-
-    fn drive_with(input: Vec<u8>, chunk: usize, delays: Vec<usize>) -> (ConnectionEnd, Vec<u8>) {
-        let dispatcher = TestDispatcher { delays, served: Cell::new(0) };
-        let mut script = Script { input, chunk, output: Vec::new() };
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let signal = LocalSignal::new();
-        let end =
-            futures_lite::future::block_on(serve(&mut script, peer, &dispatcher, FrameDecoder::new(1024), &signal));
-        (end, script.output)
-    }
-
-    fn drive(input: Vec<u8>, chunk: usize) -> (ConnectionEnd, Vec<u8>) {
-        drive_with(input, chunk, Vec::new())
-    }
-
-    fn correlation_ids(mut output: &[u8]) -> Vec<i32> {
-        let mut ids = Vec::new();
-        while output.len() >= 8 {
-            let size = i32::from_be_bytes(output[..4].try_into().unwrap()) as usize;
-            ids.push(i32::from_be_bytes(output[4..8].try_into().unwrap()));
-            output = &output[4 + size..];
-        }
-        ids
-    }
-
-    fn numbered(template: &[u8], correlation_id: i32) -> Vec<u8> {
-        let mut request = template.to_vec();
-        request[8..12].copy_from_slice(&correlation_id.to_be_bytes());
-        request
-    }
-
-    #[test]
-    fn pipelined_requests_are_answered_in_order_whatever_the_read_sizes() {
-        let input: Vec<u8> = (1..=5).flat_map(|id| numbered(&API_VERSIONS_V0, id)).collect();
-        for chunk in [1, 3, 14, 1000] {
-            let (end, output) = drive(input.clone(), chunk);
-            assert!(matches!(end, ConnectionEnd::PeerClosed), "{end:?}");
-            assert_eq!(correlation_ids(&output), vec![1, 2, 3, 4, 5], "chunk {chunk}");
-        }
-    }
-
-    #[test]
-    fn requests_finishing_out_of_order_are_answered_in_order() {
-        // Eight Metadata requests; the early ones take longest. At most five run at once.
-        let input: Vec<u8> = (1..=8).flat_map(|id| numbered(&METADATA_V1_NONE, id)).collect();
-        let (end, output) = drive_with(input, 1000, vec![40, 30, 20, 10, 0, 5, 0, 0]);
-        assert!(matches!(end, ConnectionEnd::PeerClosed), "{end:?}");
-        assert_eq!(correlation_ids(&output), (1..=8).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn oversized_frame_is_refused_after_answering_what_came_before() {
-        let mut input = API_VERSIONS_V0.to_vec();
-        input.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3]);
-        let (end, output) = drive(input, 1000);
-        assert!(matches!(&end, ConnectionEnd::Refused(reason) if reason.contains("exceeds")), "{end:?}");
-        assert_eq!(correlation_ids(&output), vec![9]);
-    }
-
-    #[test]
-    fn truncated_frame_then_close_is_noted() {
-        let (end, output) = drive(API_VERSIONS_V0[..7].to_vec(), 1000);
-        assert!(matches!(end, ConnectionEnd::PeerClosedMidFrame(7)), "{end:?}");
-        assert!(output.is_empty());
-    }
-
-    #[test]
-    fn metadata_with_impossible_topic_count_is_refused_after_earlier_answers() {
-        let mut input = numbered(&API_VERSIONS_V0, 1);
-        input.extend([0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 2, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]);
-        input.extend(numbered(&API_VERSIONS_V0, 3));
-        let (end, output) = drive(input, 1000);
-        assert!(matches!(&end, ConnectionEnd::Refused(reason) if reason.contains("topics")), "{end:?}");
-        assert_eq!(correlation_ids(&output), vec![1]);
-    }
-
-    #[test]
-    fn a_triggered_shutdown_stops_reading() {
-        let dispatcher = TestDispatcher { delays: Vec::new(), served: Cell::new(0) };
-        let mut script = Script { input: API_VERSIONS_V0.to_vec(), chunk: 1000, output: Vec::new() };
-        let signal = LocalSignal::new();
-        signal.trigger();
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let end =
-            futures_lite::future::block_on(serve(&mut script, peer, &dispatcher, FrameDecoder::new(1024), &signal));
-        assert!(matches!(end, ConnectionEnd::Shutdown), "{end:?}");
-    }
-
-    #[test]
-    fn vectored_writes_resume_mid_chunk() {
-        let chunks: Vec<Bytes> = (0u8..20).map(|n| Bytes::from(vec![n; usize::from(n)])).collect();
-        let mut script = Script { input: Vec::new(), chunk: 1, output: Vec::new() };
-        futures_lite::future::block_on(write_chunks(&mut script, &chunks)).unwrap();
-        assert_eq!(script.output, chunks.concat());
-    }
-}
+mod tests;

@@ -116,6 +116,16 @@ pub async fn dispatch(frame: Bytes, context: &ShardContext) -> Result<Answer, Di
         ApiKey::ListOffsets => handlers::list_offsets::handle(context, header, body).await,
         ApiKey::Metadata => handlers::metadata::handle(context, header, body).await,
         ApiKey::CreateTopics => handlers::create_topics::handle(context, header, body).await,
+        ApiKey::FindCoordinator => handlers::find_coordinator::handle(context, header, body).await,
+        ApiKey::DeleteTopics => handlers::delete_topics::handle(context, header, body).await,
+        ApiKey::DeleteRecords => handlers::delete_records::handle(context, header, body).await,
+        ApiKey::InitProducerId => handlers::init_producer_id::handle(context, header, body).await,
+        ApiKey::DescribeConfigs => handlers::describe_configs::handle(context, header, body).await,
+        ApiKey::AlterConfigs => handlers::alter_configs::handle(context, header, body).await,
+        ApiKey::DescribeLogDirs => handlers::describe_log_dirs::handle(context, header, body).await,
+        ApiKey::CreatePartitions => handlers::create_partitions::handle(context, header, body).await,
+        ApiKey::IncrementalAlterConfigs => handlers::incremental_alter_configs::handle(context, header, body).await,
+        ApiKey::DescribeCluster => handlers::describe_cluster::handle(context, header, body).await,
         // `versions` marks an API implemented only once it has an arm here; the tests check.
         api_key => {
             return Err(DispatchError::NotImplemented {

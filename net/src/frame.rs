@@ -102,7 +102,7 @@ impl FrameDecoder {
 
     /// The body size from the prefix at the front of `buf`, validated; `None` if the prefix is
     /// not all there yet.
-    fn body_size(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    pub fn body_size(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
         let Some(prefix) = buf.first_chunk::<SIZE_PREFIX_BYTES>() else {
             return Ok(None);
         };

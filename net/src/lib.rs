@@ -25,6 +25,7 @@
 //! caller to close the connection (as Kafka does), after logging the error's `Display` text.
 
 pub mod broker;
+pub mod budget;
 pub mod config;
 pub mod connection;
 pub mod dispatch;

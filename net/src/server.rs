@@ -4,7 +4,8 @@
 //! `--cores` against the CPUs this process may use, bind one SO_REUSEPORT socket per shard (so a port
 //! in use fails here, before any shard starts), then start the shard pool. Each shard accepts on its
 //! own socket, at most `max_connections_per_shard` connections at a time, and serves each connection
-//! as a task ([`crate::connection`]).
+//! as a task ([`crate::connection`]). The shard's connections share its [`MemoryBudget`]
+//! (`memory_budget_bytes_per_shard`) for the requests and responses they hold.
 //!
 //! Before the shards start, the topic table is loaded from `<data_dir>/__cluster_metadata/topics.json`
 //! (a bad file stops the start). Each shard then opens the partitions it owns
@@ -32,7 +33,8 @@ use spate_core::runtime::{
 use tracing::{error, info, warn};
 
 use crate::broker::BrokerInfo;
-use crate::config::{default_batch_cache_bytes, ServeConfig};
+use crate::budget::MemoryBudget;
+use crate::config::{default_batch_cache_bytes, default_memory_budget_bytes, ServeConfig};
 use crate::connection;
 use crate::frame::FrameDecoder;
 use crate::meta_properties;
@@ -104,12 +106,22 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
         "starting"
     );
     let cache_bytes = config.batch_cache_bytes_per_shard.unwrap_or_else(|| default_batch_cache_bytes(cpus.len()));
+    let memory_budget_bytes =
+        config.memory_budget_bytes_per_shard.unwrap_or_else(|| default_memory_budget_bytes(cpus.len()));
     info!(
         batch_cache_bytes_per_shard = cache_bytes,
+        memory_budget_bytes_per_shard = memory_budget_bytes,
         auto_create_topics = config.topics.auto_create,
         num_partitions = config.topics.num_partitions,
         "topic settings"
     );
+    if memory_budget_bytes < config.max_frame_bytes + crate::frame::SIZE_PREFIX_BYTES {
+        warn!(
+            memory_budget_bytes_per_shard = memory_budget_bytes,
+            socket_request_max_bytes = config.max_frame_bytes,
+            "the memory budget is smaller than the largest request allowed; larger requests will be refused"
+        );
+    }
 
     let shard_config = ShardConfig {
         setup: ShardSetup {
@@ -122,6 +134,7 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
         },
         decoder: FrameDecoder::new(config.max_frame_bytes),
         max_connections: config.max_connections_per_shard,
+        memory_budget_bytes,
     };
     let mut listeners = listeners.into_iter();
     let pool_config = PoolConfig::new("spate-shard", ShardPlacement::Pinned(cpus));
@@ -173,6 +186,8 @@ struct ShardConfig {
     setup: ShardSetup,
     decoder: FrameDecoder,
     max_connections: usize,
+    /// Each shard's [`MemoryBudget`], in bytes.
+    memory_budget_bytes: usize,
 }
 
 /// One shard: open its partitions, accept until shutdown, wait (bounded) for the connections to
@@ -191,10 +206,11 @@ async fn shard_main(shard: ShardHandle, listener: std::net::TcpListener, config:
         .detach();
     }
     let context = shard::start(shard, config.setup.clone(), signal.clone()).await;
+    let budget = MemoryBudget::new(config.memory_budget_bytes);
     let config = Rc::new(config);
     let open = Rc::new(Cell::new(0usize));
     info!(shard = %id, cpu = ?cpu, "accepting");
-    accept_loop(id, &listener, &config, &context, &signal, &open).await;
+    accept_loop(id, &listener, &config, &context, &budget, &signal, &open).await;
     drop(listener);
 
     let deadline = Instant::now() + SHUTDOWN_GRACE;
@@ -213,6 +229,7 @@ async fn accept_loop(
     listener: &Listener,
     config: &Rc<ShardConfig>,
     context: &Rc<ShardContext>,
+    budget: &MemoryBudget,
     signal: &Rc<LocalSignal>,
     open: &Rc<Cell<usize>>,
 ) {
@@ -245,12 +262,14 @@ async fn accept_loop(
         if let Err(error) = connection.set_nodelay(true) {
             warn!(shard = %id, %peer, "cannot set TCP_NODELAY: {error}");
         }
-        let (decoder, context, signal, open) = (config.decoder, context.clone(), signal.clone(), open.clone());
+        let (decoder, context, budget, signal, open) =
+            (config.decoder, context.clone(), budget.clone(), signal.clone(), open.clone());
         open.set(open.get() + 1);
         spawn_local(async move {
             let _open = OpenConnection(open);
             let mut connection = connection;
-            connection::serve(&mut connection, peer, &context, decoder, &signal).await;
+            let stall = Some(connection::WRITE_STALL_LIMIT);
+            connection::serve(&mut connection, peer, &context, decoder, &budget, stall, &signal).await;
         })
         .detach();
     }

@@ -102,6 +102,119 @@ pub const METADATA: Schema = Schema {
     first_flexible_version: 9,
 };
 
+/// InitProducerIdRequest v0–5.
+pub const INIT_PRODUCER_ID: Schema = Schema {
+    fields: &[
+        always("transactional_id", Kind::Str),
+        always("transaction_timeout_ms", Kind::I32),
+        since("producer_id", Kind::I64, 3),
+        since("producer_epoch", Kind::I16, 3),
+    ],
+    first_flexible_version: 2,
+};
+
+/// FindCoordinatorRequest v0–6.
+pub const FIND_COORDINATOR: Schema = Schema {
+    fields: &[
+        between("key", Kind::Str, 0, 3),
+        since("key_type", Kind::I8, 1),
+        since("coordinator_keys", Kind::StrArray, 4),
+    ],
+    first_flexible_version: 3,
+};
+
+/// DescribeClusterRequest v0–2.
+pub const DESCRIBE_CLUSTER: Schema = Schema {
+    fields: &[
+        always("include_cluster_authorized_operations", Kind::I8),
+        since("endpoint_type", Kind::I8, 1),
+        since("include_fenced_brokers", Kind::I8, 2),
+    ],
+    first_flexible_version: 0,
+};
+
+const DELETE_TOPIC_STATE: &[Field] = &[always("name", Kind::Str), always("topic_id", Kind::Uuid)];
+/// DeleteTopicsRequest v1–6.
+pub const DELETE_TOPICS: Schema = Schema {
+    fields: &[
+        since("topics", Kind::Array(DELETE_TOPIC_STATE), 6),
+        between("topic_names", Kind::StrArray, 0, 5),
+        always("timeout_ms", Kind::I32),
+    ],
+    first_flexible_version: 4,
+};
+
+const PARTITIONS_ASSIGNMENT: &[Field] = &[always("broker_ids", Kind::Int32Array)];
+const PARTITIONS_TOPIC: &[Field] =
+    &[always("name", Kind::Str), always("count", Kind::I32), always("assignments", Kind::Array(PARTITIONS_ASSIGNMENT))];
+/// CreatePartitionsRequest v0–3.
+pub const CREATE_PARTITIONS: Schema = Schema {
+    fields: &[
+        always("topics", Kind::Array(PARTITIONS_TOPIC)),
+        always("timeout_ms", Kind::I32),
+        always("validate_only", Kind::I8),
+    ],
+    first_flexible_version: 2,
+};
+
+const DESCRIBE_CONFIGS_RESOURCE: &[Field] = &[
+    always("resource_type", Kind::I8),
+    always("resource_name", Kind::Str),
+    always("configuration_keys", Kind::StrArray),
+];
+/// DescribeConfigsRequest v0–4.
+pub const DESCRIBE_CONFIGS: Schema = Schema {
+    fields: &[
+        always("resources", Kind::Array(DESCRIBE_CONFIGS_RESOURCE)),
+        since("include_synonyms", Kind::I8, 1),
+        since("include_documentation", Kind::I8, 3),
+    ],
+    first_flexible_version: 4,
+};
+
+const ALTERABLE_CONFIG: &[Field] = &[always("name", Kind::Str), always("value", Kind::Str)];
+const ALTER_CONFIGS_RESOURCE: &[Field] = &[
+    always("resource_type", Kind::I8),
+    always("resource_name", Kind::Str),
+    always("configs", Kind::Array(ALTERABLE_CONFIG)),
+];
+/// AlterConfigsRequest v0–2.
+pub const ALTER_CONFIGS: Schema = Schema {
+    fields: &[always("resources", Kind::Array(ALTER_CONFIGS_RESOURCE)), always("validate_only", Kind::I8)],
+    first_flexible_version: 2,
+};
+
+const INCREMENTAL_CONFIG: &[Field] =
+    &[always("name", Kind::Str), always("config_operation", Kind::I8), always("value", Kind::Str)];
+const INCREMENTAL_RESOURCE: &[Field] = &[
+    always("resource_type", Kind::I8),
+    always("resource_name", Kind::Str),
+    always("configs", Kind::Array(INCREMENTAL_CONFIG)),
+];
+/// IncrementalAlterConfigsRequest v0–1.
+pub const INCREMENTAL_ALTER_CONFIGS: Schema = Schema {
+    fields: &[always("resources", Kind::Array(INCREMENTAL_RESOURCE)), always("validate_only", Kind::I8)],
+    first_flexible_version: 1,
+};
+
+const LOG_DIR_TOPIC: &[Field] = &[always("topic", Kind::Str), always("partitions", Kind::Int32Array)];
+/// DescribeLogDirsRequest v0–4.
+pub const DESCRIBE_LOG_DIRS: Schema =
+    Schema { fields: &[always("topics", Kind::Array(LOG_DIR_TOPIC))], first_flexible_version: 2 };
+
+const DELETE_RECORDS_PARTITION: &[Field] = &[always("partition_index", Kind::I32), always("offset", Kind::I64)];
+const DELETE_RECORDS_TOPIC: &[Field] =
+    &[always("name", Kind::Str), always("partitions", Kind::Array(DELETE_RECORDS_PARTITION))];
+/// DeleteRecordsRequest v0–2.
+pub const DELETE_RECORDS: Schema = Schema {
+    fields: &[always("topics", Kind::Array(DELETE_RECORDS_TOPIC)), always("timeout_ms", Kind::I32)],
+    first_flexible_version: 2,
+};
+
+#[cfg(test)]
+#[path = "admin_schema_tests.rs"]
+mod admin_tests;
+
 #[cfg(test)]
 mod tests {
     use bytes::{Bytes, BytesMut};

@@ -36,6 +36,8 @@ pub enum Kind {
     Bytes,
     /// An array of `i32`.
     Int32Array,
+    /// An array of strings (nullable or not).
+    StrArray,
     /// An array of structures with these fields.
     Array(&'static [Field]),
 }
@@ -204,6 +206,13 @@ impl Walker<'_> {
                 let count = self.count(name, 4)?;
                 self.skip(count as usize * 4, name)
             }
+            Kind::StrArray => {
+                let count = self.count(name, if self.flexible { 1 } else { 2 })?;
+                for _ in 0..count {
+                    self.field(&Field { kind: Kind::Str, ..*field })?;
+                }
+                Ok(())
+            }
             Kind::Array(fields) => {
                 let min_element_bytes = if self.flexible { 1 } else { 1.max(min_fixed_bytes(fields, self.version)) };
                 let count = self.count(name, min_element_bytes)?;
@@ -244,7 +253,7 @@ fn min_fixed_bytes(fields: &[Field], version: i16) -> usize {
         .map(|field| match field.kind {
             Kind::I8 => 1,
             Kind::I16 | Kind::Str => 2,
-            Kind::I32 | Kind::Bytes | Kind::Int32Array | Kind::Array(_) => 4,
+            Kind::I32 | Kind::Bytes | Kind::Int32Array | Kind::StrArray | Kind::Array(_) => 4,
             Kind::I64 => 8,
             Kind::Uuid => 16,
         })

@@ -23,8 +23,16 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use super::messages::{ShardReply, ShardRequest};
+use super::producer_ids::ProducerIds;
 use super::topics::{new_topic_id, validate_topic_name, TopicEntry, TopicTable};
 use super::{join_all, ShardContext};
+
+mod admin;
+
+pub use admin::{
+    remove_in_background, ConfigChange, ControllerCall, ControllerReply, DeleteOutcome, NewPartitions, Outcome,
+    TopicRef,
+};
 
 /// Most partitions one topic may have: each is a directory, open files and a batch-cache share.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
@@ -79,6 +87,8 @@ pub struct Controller {
     data_dir: PathBuf,
     busy: Cell<bool>,
     idle: Event,
+    /// InitProducerId's allocator; the error if its file could not be read (no ids are given then).
+    producer_ids: RefCell<Result<ProducerIds, String>>,
 }
 
 /// Holds the controller's lock until dropped.
@@ -94,7 +104,18 @@ impl Drop for Busy<'_> {
 impl Controller {
     /// The controller of `table`, stored under `data_dir`.
     pub fn new(table: TopicTable, data_dir: PathBuf) -> Self {
-        Controller { table: RefCell::new(table), data_dir, busy: Cell::new(false), idle: Event::new() }
+        let producer_ids = ProducerIds::load(&data_dir);
+        if let Err(error) = &producer_ids {
+            error!(%error, "cannot load the producer id allocator; InitProducerId will fail");
+        }
+        admin::remove_deleted_leftovers(&data_dir);
+        Controller {
+            table: RefCell::new(table),
+            data_dir,
+            busy: Cell::new(false),
+            idle: Event::new(),
+            producer_ids: RefCell::new(producer_ids),
+        }
     }
 
     async fn lock(&self) -> Busy<'_> {

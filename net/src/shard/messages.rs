@@ -10,6 +10,9 @@
 //! | `Watch` | Fetch handler (long poll) | partition owners | arm a bounded watch, answer at once |
 //! | `Wake` | an owner's watch | the fetching shard | wake a waiting fetch |
 //! | `ListOffsets` | ListOffsets handler | partition owners | offsets by position or timestamp |
+//! | `Controller` | admin handlers (DeleteTopics, CreatePartitions, configs, InitProducerId) | shard 0 | the controller's other mutations |
+//! | `DeleteRecords` | DeleteRecords handler | partition owners | move log start offsets |
+//! | `LogSizes` | DescribeLogDirs handler | partition owners | each log's size in bytes |
 //! | `Drained` | every shard at shutdown | shard 0 | barrier before logs are closed |
 //!
 //! Requests that touch logs or the controller run as detached tasks ([`spawn_detached`]): a call a
@@ -22,9 +25,11 @@ use std::rc::Rc;
 
 use spate_core::runtime::{spawn_detached, ShardId};
 
-use super::controller::{CreateOutcome, CreateTopicsCall};
+use super::controller::{ControllerCall, ControllerReply, CreateOutcome, CreateTopicsCall};
 use super::topics::TopicTable;
 use super::{drain_barrier, ShardContext};
+use crate::handlers::delete_records::{self, DeleteRecordsCall, DeleteRecordsOutcome};
+use crate::handlers::describe_log_dirs;
 use crate::handlers::fetch::owner::{self as fetch_owner, PartitionRead, ReadCall, WatchCall};
 use crate::handlers::list_offsets::{self, OffsetOutcome, OffsetsCall};
 use crate::handlers::produce::{self, AppendCall, AppendOutcome};
@@ -47,6 +52,12 @@ pub enum ShardRequest {
     Wake(u64),
     /// Offsets of partitions you own.
     ListOffsets(OffsetsCall),
+    /// To shard 0: delete topics, add partitions, alter configs, a producer id.
+    Controller(ControllerCall),
+    /// Delete records before offsets of partitions you own.
+    DeleteRecords(DeleteRecordsCall),
+    /// Sizes of these partitions you own (`None`: not open here).
+    LogSizes(Vec<(uuid::Uuid, i32)>),
     /// To shard 0 at shutdown: this shard's connections are done.
     Drained,
 }
@@ -65,6 +76,12 @@ pub enum ShardReply {
     Watch(bool),
     /// One result per part, in order.
     ListOffsets(Vec<OffsetOutcome>),
+    /// The controller's answer to `Controller`.
+    Controller(ControllerReply),
+    /// One result per part, in order.
+    DeleteRecords(Vec<DeleteRecordsOutcome>),
+    /// One size per partition, in order.
+    LogSizes(Vec<Option<u64>>),
     /// The shard is stopping and could not act.
     Unavailable,
 }
@@ -81,6 +98,7 @@ pub async fn handle(context: Rc<ShardContext>, from: ShardId, request: ShardRequ
             ShardReply::Done
         }
         ShardRequest::Watch(call) => ShardReply::Watch(fetch_owner::watch(&context, from, call)),
+        ShardRequest::LogSizes(parts) => ShardReply::LogSizes(describe_log_dirs::sizes_on_owner(&context, &parts)),
         ShardRequest::Drained => {
             drain_barrier(&context).await;
             ShardReply::Done
@@ -95,6 +113,11 @@ async fn handle_detached(context: Rc<ShardContext>, request: ShardRequest) -> Sh
             Some(controller) => ShardReply::CreateTopics(controller.create_topics(&context, call).await),
             None => unreachable!("CreateTopics sent to shard {}, which is not the controller", context.shard.id()),
         },
+        ShardRequest::Controller(call) => match &context.controller {
+            Some(controller) => ShardReply::Controller(controller.admin(&context, call).await),
+            None => unreachable!("a controller call sent to shard {}", context.shard.id()),
+        },
+        ShardRequest::DeleteRecords(call) => ShardReply::DeleteRecords(delete_records::on_owner(&context, call).await),
         ShardRequest::OpenPartitions(table) => {
             context.partitions.sync_with(&table).await;
             ShardReply::Done
@@ -102,7 +125,11 @@ async fn handle_detached(context: Rc<ShardContext>, request: ShardRequest) -> Sh
         ShardRequest::Produce(call) => ShardReply::Produce(produce::append_on_owner(&context, call).await),
         ShardRequest::Fetch(call) => ShardReply::Fetch(fetch_owner::read(&context, call).await),
         ShardRequest::ListOffsets(call) => ShardReply::ListOffsets(list_offsets::on_owner(&context, call).await),
-        ShardRequest::InstallTopics(_) | ShardRequest::Wake(_) | ShardRequest::Watch(_) | ShardRequest::Drained => {
+        ShardRequest::InstallTopics(_)
+        | ShardRequest::Wake(_)
+        | ShardRequest::Watch(_)
+        | ShardRequest::LogSizes(_)
+        | ShardRequest::Drained => {
             unreachable!("handled inline")
         }
     }

@@ -4,6 +4,7 @@
 //! - [`topics`]: the topic table, naming rules, placement (`owner_shard`) and `topics.json`.
 //! - [`controller`]: shard 0, the table's one writer: creates topics, persists, broadcasts.
 //! - [`partitions`]: this shard's logs, the fatal-I/O rule, the background ticker's work.
+//! - [`producer_ids`]: InitProducerId's id blocks, persisted next to the topic table.
 //! - [`messages`]: every cross-shard request and reply, and the handler that serves them.
 //!
 //! A shard's life: [`start`] opens its disk and the partitions it owns, then serves cross-shard
@@ -13,6 +14,7 @@
 pub mod controller;
 pub mod messages;
 pub mod partitions;
+pub mod producer_ids;
 pub mod topics;
 
 use std::cell::{Cell, RefCell};

@@ -176,6 +176,39 @@ impl Partitions {
                 self.map.borrow_mut().insert((topic.id, index), Rc::new(partition));
             }
         }
+        self.remove_orphans(table).await;
+    }
+
+    /// Closes the logs of partitions `table` no longer has (deleted topics) and renames their
+    /// directories to `<topic>-<p>.<uuid>-delete`, removed in the background.
+    async fn remove_orphans(&self, table: &TopicTable) {
+        let orphans: Vec<((Uuid, i32), Rc<Partition>)> = self
+            .map
+            .borrow()
+            .iter()
+            .filter(|((id, index), _)| table.by_id(id).is_none_or(|topic| *index >= topic.partitions))
+            .map(|(key, partition)| (*key, partition.clone()))
+            .collect();
+        for (key, partition) in orphans {
+            self.map.borrow_mut().remove(&key);
+            let closing = partition.clone();
+            if let Some(Err(error)) = run_log_op(async move { closing.log.close().await }).await {
+                warn!(topic = %partition.topic, partition = partition.index, %error, "deleted log did not close cleanly");
+            }
+            let dir = partition.log.dir().to_path_buf();
+            let doomed =
+                self.data_dir.join(format!("{}-{}.{}-delete", partition.topic, partition.index, key.0.simple()));
+            match std::fs::rename(&dir, &doomed) {
+                Ok(()) => super::controller::remove_in_background(doomed),
+                Err(error) => warn!(dir = %dir.display(), %error, "cannot rename a deleted partition's directory"),
+            }
+            info!(topic = %partition.topic, partition = partition.index, "closed the log of a deleted partition");
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     /// After a log operation failed with `error`: exits the process if the log has failed for good

@@ -96,6 +96,23 @@ impl TopicTable {
         next
     }
 
+    /// A copy one version later with `changed` replacing the topics of the same names (same ids:
+    /// more partitions, other overrides) and the topics named in `removed` gone.
+    pub fn with_changes(&self, changed: impl IntoIterator<Item = TopicEntry>, removed: &[String]) -> TopicTable {
+        let mut next = self.clone();
+        next.version += 1;
+        for name in removed {
+            if let Some(entry) = next.by_name.remove(name) {
+                next.name_of.remove(&entry.id);
+            }
+        }
+        for topic in changed {
+            next.name_of.insert(topic.id, topic.name.clone());
+            next.by_name.insert(topic.name.clone(), topic);
+        }
+        next
+    }
+
     /// The existing topic `name` would collide with in metric names (Kafka treats `.` and `_` alike),
     /// if any (other than itself).
     pub fn colliding(&self, name: &str) -> Option<&str> {

@@ -101,6 +101,11 @@ impl Broker {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the broker is not running").id()
+    }
+
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child_mut().try_wait().unwrap() {
             panic!("spate exited ({status}):\n{}", self.stderr());

@@ -1,0 +1,251 @@
+//! The per-shard memory budget for requests and responses: an async semaphore of bytes, shard-local.
+//!
+//! Every shard has one [`MemoryBudget`] (`memory_budget_bytes_per_shard`), shared by its connections
+//! through an `Rc`: no lock, no atomics. A connection acquires a frame's size ([`MemoryBudget::acquire`])
+//! as soon as the frame's size prefix is known and before it reserves or reads the body; the
+//! [`Permit`] travels with the request and, once the response exists, is resized to the response's
+//! size ([`Permit::resize`]) and dropped when the response has been written to the socket.
+//!
+//! Waiters are served first come, first served: a large frame is not starved by a stream of small
+//! ones, and [`MemoryBudget::try_acquire`] never jumps the queue. A request for more than the whole
+//! budget would wait forever, so callers refuse such frames up front ([`MemoryBudget::total`]).
+//!
+//! Growing a permit never waits: it may take the budget past its total (a response larger than its
+//! request), and then no waiter is admitted until enough is released. Waiting there instead could
+//! deadlock a connection that holds permits while it waits for more.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+/// A shard's budget of bytes; clones share it.
+#[derive(Clone)]
+pub struct MemoryBudget {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    total_bytes: usize,
+    used_bytes: Cell<usize>,
+    waiters: RefCell<VecDeque<Rc<Waiter>>>,
+}
+
+struct Waiter {
+    bytes: usize,
+    granted: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl MemoryBudget {
+    /// A budget of `total_bytes`.
+    pub fn new(total_bytes: usize) -> Self {
+        Self { inner: Rc::new(Inner { total_bytes, used_bytes: Cell::new(0), waiters: RefCell::default() }) }
+    }
+
+    /// The configured size, in bytes.
+    pub fn total(&self) -> usize {
+        self.inner.total_bytes
+    }
+
+    /// Bytes held by permits now (may exceed [`total`](Self::total) after permits grew).
+    pub fn used(&self) -> usize {
+        self.inner.used_bytes.get()
+    }
+
+    /// Acquirers waiting now.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiters.borrow().len()
+    }
+
+    /// `bytes` now if they are free and nobody is waiting; `None` otherwise.
+    pub fn try_acquire(&self, bytes: usize) -> Option<Permit> {
+        self.inner.waiters.borrow().is_empty().then_some(())?;
+        self.inner.fits(bytes).then(|| self.inner.grant(bytes))
+    }
+
+    /// Waits for `bytes`, in arrival order. `bytes` must not exceed [`total`](Self::total): such an
+    /// acquisition would never complete.
+    pub fn acquire(&self, bytes: usize) -> Acquire {
+        debug_assert!(bytes <= self.inner.total_bytes, "{bytes} bytes can never fit a budget of {}", self.total());
+        Acquire { inner: self.inner.clone(), bytes, waiter: None }
+    }
+}
+
+impl Inner {
+    fn fits(&self, bytes: usize) -> bool {
+        self.used_bytes.get().saturating_add(bytes) <= self.total_bytes
+    }
+
+    fn grant(self: &Rc<Self>, bytes: usize) -> Permit {
+        self.used_bytes.set(self.used_bytes.get() + bytes);
+        Permit { inner: self.clone(), bytes }
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used_bytes.set(self.used_bytes.get() - bytes);
+        self.admit_waiters();
+    }
+
+    /// Grants waiters from the front of the queue while they fit.
+    fn admit_waiters(&self) {
+        let mut woken = Vec::new();
+        {
+            let mut waiters = self.waiters.borrow_mut();
+            while let Some(front) = waiters.front() {
+                if !self.fits(front.bytes) {
+                    break;
+                }
+                self.used_bytes.set(self.used_bytes.get() + front.bytes);
+                front.granted.set(true);
+                if let Some(waiter) = waiters.pop_front() {
+                    woken.push(waiter);
+                }
+            }
+        }
+        for waiter in woken {
+            if let Some(waker) = waiter.waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// Bytes held from a [`MemoryBudget`]; released when dropped.
+pub struct Permit {
+    inner: Rc<Inner>,
+    bytes: usize,
+}
+
+impl Permit {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Holds `bytes` instead: shrinking releases the difference (waking waiters), growing takes it at
+    /// once, even past the budget's total.
+    pub fn resize(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            let released = self.bytes - bytes;
+            self.bytes = bytes;
+            self.inner.release(released);
+        } else {
+            self.inner.used_bytes.set(self.inner.used_bytes.get() + (bytes - self.bytes));
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.inner.release(self.bytes);
+    }
+}
+
+/// [`MemoryBudget::acquire`]'s future. Dropping it gives up its place (and any bytes just granted).
+pub struct Acquire {
+    inner: Rc<Inner>,
+    bytes: usize,
+    waiter: Option<Rc<Waiter>>,
+}
+
+impl Future for Acquire {
+    type Output = Permit;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+        let this = &mut *self;
+        match &this.waiter {
+            None => {
+                if this.inner.waiters.borrow().is_empty() && this.inner.fits(this.bytes) {
+                    return Poll::Ready(this.inner.grant(this.bytes));
+                }
+                let waiter = Rc::new(Waiter {
+                    bytes: this.bytes,
+                    granted: Cell::new(false),
+                    waker: RefCell::new(Some(cx.waker().clone())),
+                });
+                this.inner.waiters.borrow_mut().push_back(waiter.clone());
+                this.waiter = Some(waiter);
+                Poll::Pending
+            }
+            Some(waiter) if waiter.granted.get() => {
+                this.waiter = None;
+                // Already counted in `used_bytes` by `admit_waiters`.
+                Poll::Ready(Permit { inner: this.inner.clone(), bytes: this.bytes })
+            }
+            Some(waiter) => {
+                *waiter.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Acquire {
+    fn drop(&mut self) {
+        let Some(waiter) = self.waiter.take() else { return };
+        if waiter.granted.get() {
+            self.inner.release(self.bytes);
+        } else {
+            self.inner.waiters.borrow_mut().retain(|queued| !Rc::ptr_eq(queued, &waiter));
+            // The head may have been what held the others back.
+            self.inner.admit_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future::{block_on, poll_once};
+
+    use super::*;
+
+    #[test]
+    fn acquire_waits_for_release_in_arrival_order() {
+        let budget = MemoryBudget::new(100);
+        let first = budget.try_acquire(60).unwrap();
+        assert!(budget.try_acquire(50).is_none());
+        let mut big = Box::pin(budget.acquire(70));
+        let mut small = Box::pin(budget.acquire(10));
+        assert!(block_on(poll_once(big.as_mut())).is_none());
+        assert!(block_on(poll_once(small.as_mut())).is_none(), "no jumping the queue");
+        assert!(budget.try_acquire(1).is_none(), "try_acquire does not jump the queue either");
+        drop(first);
+        let big = block_on(big);
+        let small = block_on(small);
+        assert_eq!((big.bytes(), small.bytes(), budget.used()), (70, 10, 80));
+        drop((big, small));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn dropped_acquirers_release_or_leave_the_queue() {
+        let budget = MemoryBudget::new(100);
+        let held = budget.try_acquire(100).unwrap();
+        let mut head = Box::pin(budget.acquire(90));
+        let mut next = Box::pin(budget.acquire(20));
+        assert!(block_on(poll_once(head.as_mut())).is_none());
+        assert!(block_on(poll_once(next.as_mut())).is_none());
+        drop(head);
+        assert_eq!(budget.waiting(), 1);
+        drop(held);
+        assert_eq!(budget.used(), 20, "granted to the waiter on release");
+        drop(next);
+        assert_eq!(budget.used(), 0, "a granted but unclaimed permit is returned");
+    }
+
+    #[test]
+    fn resize_shrinks_and_overdraws() {
+        let budget = MemoryBudget::new(100);
+        let mut permit = budget.try_acquire(50).unwrap();
+        permit.resize(150);
+        assert_eq!(budget.used(), 150);
+        assert!(budget.try_acquire(1).is_none());
+        permit.resize(10);
+        assert_eq!(budget.used(), 10);
+        assert!(budget.try_acquire(90).is_some());
+    }
+}
