@@ -18,14 +18,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace
 
-# Third-party clients against the real broker (tests/clients/README.md); run.sh reuses the debug build
-# that cargo test just made. Only suites that pass today run here. Not yet enabled (each stays in
-# tests/clients and gets added here once it passes):
-#   python-confluent, kafka-python: offsets by timestamp inside a compressed batch answer the batch's
-#     base offset where Kafka answers the exact record.
+# Third-party clients against the real broker (tests/clients/README.md): confluent-kafka (librdkafka),
+# kafka-python, the Java kafka-clients and franz-go. run.sh reuses the debug build cargo test just made.
 step "real clients"
 scripts/install-clients.sh
-tests/clients/run.sh go java
+tests/clients/run.sh python-confluent kafka-python go java
 
 step "benches in test mode (each criterion bench runs once)"
 cargo test --workspace --benches

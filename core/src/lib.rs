@@ -4,6 +4,7 @@
 //! (produce validation) alike.
 
 pub mod batch;
+pub mod compression;
 pub mod error;
 pub mod record;
 pub mod topic_config;

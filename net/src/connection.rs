@@ -114,7 +114,10 @@ struct InFlight<'a> {
 enum Slot<'a> {
     /// A request being processed; `ordered` requests (Produce) start only once every older ordered
     /// request of the connection has finished.
-    Running { future: Pending<'a>, ordered: bool },
+    Running {
+        future: Pending<'a>,
+        ordered: bool,
+    },
     Done(Result<Answer, DispatchError>),
 }
 

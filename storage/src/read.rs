@@ -5,7 +5,8 @@ use crate::disk::Disk;
 use crate::log::Log;
 use crate::segment::{ScanStop, Scanner};
 use bytes::Bytes;
-use spate_core::batch::{TimestampType, BATCH_HEADER_LEN};
+use spate_core::batch::TimestampType;
+use spate_core::compression;
 use spate_core::record::RecordIter;
 use spate_core::ErrorCode;
 use std::rc::Rc;
@@ -23,6 +24,17 @@ impl LogRead {
     pub fn total_bytes(&self) -> usize {
         self.batches.iter().map(Bytes::len).sum()
     }
+}
+
+/// The least cap on a compressed batch's inflated records section when the log decodes one.
+const MIN_DECOMPRESSED_BYTES: usize = 64 << 20;
+/// How many times `max.message.bytes` a batch may inflate to (above [`MIN_DECOMPRESSED_BYTES`]).
+const DECOMPRESSION_FACTOR: usize = 64;
+
+/// The hard cap on a compressed batch's inflated records section, against decompression bombs: 64 × the
+/// topic's `max.message.bytes`, and at least 64 MiB (Kafka itself has no cap; real batches compress far less).
+pub(crate) fn max_decompressed_bytes(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_mul(DECOMPRESSION_FACTOR).max(MIN_DECOMPRESSED_BYTES)
 }
 
 /// Where to read a segment from disk.
@@ -144,12 +156,14 @@ impl<D: Disk> Log<D> {
     /// The first offset whose record timestamp is at or after `timestamp_ms`, with that timestamp (ListOffsets
     /// by timestamp). `None` if every record is older.
     ///
-    /// Exact to the record for uncompressed batches; for compressed ones it answers the batch's base offset and
-    /// max timestamp until the codecs land.
+    /// Exact to the record, as Kafka is: CreateTime batches are searched record by record, compressed ones after
+    /// inflating their records section (capped at 64 × `max.message.bytes`, at least 64 MiB; a batch that is malformed or would
+    /// inflate past the cap answers `CorruptMessage`). LogAppendTime batches answer their base offset and max
+    /// timestamp, since every record in them carries the batch's timestamp.
     pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, ErrorCode> {
         let end = self.log_end_offset();
         self.write_through(end).await?;
-        let (file, position, scan_end, log_start_offset) = {
+        let (file, position, scan_end, log_start_offset, max_message_bytes) = {
             let state = self.state.borrow();
             let Some(segment) = state.segments().find(|s| s.max_timestamp >= timestamp_ms) else {
                 return Ok(None);
@@ -158,7 +172,13 @@ impl<D: Disk> Log<D> {
             let position = segment.offset_index.lookup(relative_offset);
             let scan_end =
                 if segment.base_offset == state.active.base_offset { state.written_bytes } else { segment.size };
-            (segment.file.clone(), u64::from(position), scan_end, state.log_start_offset)
+            (
+                segment.file.clone(),
+                u64::from(position),
+                scan_end,
+                state.log_start_offset,
+                state.config.max_message_bytes,
+            )
         };
         let mut scanner = Scanner::new(&*file, position, scan_end, 1 << 20, false);
         loop {
@@ -171,10 +191,13 @@ impl<D: Disk> Log<D> {
             if header.max_timestamp < timestamp_ms || header.next_offset() <= log_start_offset {
                 continue;
             }
-            let exact = header.timestamp_type() == TimestampType::CreateTime
-                && header.compression() == Some(spate_core::batch::Compression::None);
-            if exact {
-                for record in RecordIter::new(&batch.bytes[BATCH_HEADER_LEN..]) {
+            if header.timestamp_type() == TimestampType::CreateTime {
+                let cap = max_decompressed_bytes(max_message_bytes);
+                let records = compression::batch_records(&header, &batch.bytes, cap).inspect_err(|error| {
+                    let offset = header.base_offset;
+                    tracing::error!(dir = %self.dir.display(), offset, ?error, "undecodable records in a stored batch");
+                })?;
+                for record in RecordIter::new(&records) {
                     let record = record.map_err(|_| ErrorCode::CorruptMessage)?;
                     let record_timestamp = header.base_timestamp + record.timestamp_delta;
                     let record_offset = header.base_offset + i64::from(record.offset_delta);

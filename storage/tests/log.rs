@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use futures_lite::future::block_on;
-use spate_core::batch::{compute_crc, TimestampType};
+use spate_core::batch::{compute_crc, Compression, TimestampType, BATCH_HEADER_LEN};
 use spate_core::{BatchHeader, ErrorCode};
 use storage::disk::mem::{CrashMode, MemDisk};
 use storage::{Log, LogConfig, OpenError, CLEAN_SHUTDOWN_MARKER};
@@ -433,6 +433,66 @@ fn timestamps_find_offsets_and_log_append_time_is_applied() {
         let header = spate_core::BatchView::check_stored(&stored.batches[0]).unwrap().header;
         assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
         assert_eq!(header.max_timestamp, BASE_TIME_MS + 777);
+    });
+}
+
+#[test]
+fn timestamps_find_the_exact_record_inside_compressed_batches() {
+    // Record timestamps of the compressed batch at offsets 40..50, out of order at offset 45.
+    let timestamps: Vec<i64> = (0..10).map(|i| BASE_TIME_MS + if i == 5 { 401 } else { 400 + i * 10 }).collect();
+    let expected = |target: i64, log_start: i64| {
+        (40..50).zip(&timestamps).find(|&(o, &t)| t >= target && o >= log_start).map(|(o, &t)| (o, t))
+    };
+    for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        block_on(async {
+            let disk = MemDisk::new(40 + codec as u64);
+            let log = open(&disk, small_config(), 1 << 20);
+            log.append(batch(0, 40, BASE_TIME_MS + 100), BASE_TIME_MS).await.unwrap();
+            let info = log.append(compressed_batch(1, &timestamps, codec), BASE_TIME_MS).await.unwrap();
+            assert_eq!(info.base_offset, 40, "{codec:?}");
+            log.append(compressed_batch(2, &[BASE_TIME_MS + 600, BASE_TIME_MS + 700], codec), BASE_TIME_MS)
+                .await
+                .unwrap();
+            // The reported bug: 421 lands on offset 43 (timestamp 430), not the batch's base offset 40.
+            assert_eq!(log.offset_for_timestamp(BASE_TIME_MS + 421).await.unwrap(), Some((43, BASE_TIME_MS + 430)));
+            for delta in [101, 399, 400, 401, 402, 420, 421, 435, 490] {
+                let target = BASE_TIME_MS + delta;
+                assert_eq!(log.offset_for_timestamp(target).await.unwrap(), expected(target, 0), "{codec:?} {delta}");
+            }
+            assert_eq!(log.offset_for_timestamp(BASE_TIME_MS + 650).await.unwrap(), Some((51, BASE_TIME_MS + 700)));
+            assert_eq!(log.offset_for_timestamp(BASE_TIME_MS + 701).await.unwrap(), None);
+            // Records below the log start offset are skipped, even inside a batch that straddles it.
+            log.set_high_watermark(log.log_end_offset());
+            log.delete_records_before(44).await.unwrap();
+            assert_eq!(log.offset_for_timestamp(BASE_TIME_MS + 421).await.unwrap(), expected(BASE_TIME_MS + 421, 44));
+            assert_eq!(log.offset_for_timestamp(BASE_TIME_MS).await.unwrap(), Some((44, BASE_TIME_MS + 440)));
+
+            // LogAppendTime: every record carries the batch timestamp, so the batch's base offset answers.
+            let disk = MemDisk::new(50 + codec as u64);
+            let config = LogConfig { message_timestamp_type: TimestampType::LogAppendTime, ..small_config() };
+            let log = open(&disk, config, 1 << 20);
+            log.append(batch(0, 3, 5), BASE_TIME_MS).await.unwrap();
+            log.append(compressed_batch(1, &timestamps, codec), BASE_TIME_MS + 10).await.unwrap();
+            assert_eq!(log.offset_for_timestamp(BASE_TIME_MS + 1).await.unwrap(), Some((3, BASE_TIME_MS + 10)));
+        });
+    }
+}
+
+#[test]
+fn a_corrupt_compressed_records_section_answers_corrupt_message() {
+    block_on(async {
+        let disk = MemDisk::new(60);
+        let log = open(&disk, small_config(), 1 << 20);
+        // A zstd batch whose records section is not a zstd frame; length and CRC are fixed up so the log stores it.
+        let mut bad = compressed_batch(1, &[BASE_TIME_MS, BASE_TIME_MS + 10], Compression::Zstd);
+        bad.truncate(BATCH_HEADER_LEN);
+        bad.extend_from_slice(b"not a zstd frame");
+        let batch_length = (bad.len() - 12) as i32;
+        bad[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        let crc = compute_crc(&bad);
+        bad[17..21].copy_from_slice(&crc.to_be_bytes());
+        log.append(bad, BASE_TIME_MS).await.unwrap();
+        assert_eq!(log.offset_for_timestamp(BASE_TIME_MS + 5).await.unwrap_err(), ErrorCode::CorruptMessage);
     });
 }
 

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use spate_core::batch::{build_batch, BatchOptions};
+use spate_core::batch::{build_batch, compute_crc, BatchOptions, Compression, BATCH_HEADER_LEN};
+use spate_core::compression::compress_records;
 use spate_core::record::RecordSpec;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -65,4 +66,25 @@ pub async fn read_all(log: &Log<MemDisk>) -> Vec<(i64, Vec<u8>)> {
         }
     }
     out
+}
+
+/// A producer batch compressed with `codec`, one record per timestamp (values name `tag` and the index): an
+/// uncompressed batch's records section is compressed, then the header gets the codec bits, its length and CRC.
+pub fn compressed_batch(tag: u64, timestamps: &[i64], codec: Compression) -> BytesMut {
+    let values: Vec<Vec<u8>> = (0..timestamps.len()).map(|i| format!("{tag}-{i}").into_bytes()).collect();
+    let specs: Vec<RecordSpec<'_>> = values
+        .iter()
+        .zip(timestamps)
+        .map(|(v, &timestamp_ms)| RecordSpec { key: Some(b"k"), value: Some(v), headers: &[], timestamp_ms })
+        .collect();
+    let plain = build_batch(&specs, BatchOptions::default());
+    let mut out = plain[..BATCH_HEADER_LEN].to_vec();
+    out.extend_from_slice(&compress_records(codec, &plain[BATCH_HEADER_LEN..]).expect("compress"));
+    let attributes = i16::from_be_bytes([out[21], out[22]]) | codec as i16;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let batch_length = (out.len() - 12) as i32;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    BytesMut::from(&out[..])
 }
