@@ -13,6 +13,14 @@
 //! Growing a permit never waits: it may take the budget past its total (a response larger than its
 //! request), and then no waiter is admitted until enough is released. Waiting there instead could
 //! deadlock a connection that holds permits while it waits for more.
+//!
+//! Two shares are derived from the total, so that one client cannot take the whole budget:
+//! - [`MemoryBudget::connection_share`] (an eighth): what one connection may hold at once. A connection
+//!   at its share stops reading until its own answers leave, while the others keep being admitted
+//!   ([`MemoryBudget::within_connection_share`]); a request larger than the share is still admitted
+//!   when its connection holds nothing else, so no request the budget can hold waits for ever.
+//! - [`MemoryBudget::fetch_reservation_cap`] (a sixty-fourth): the most response bytes a Fetch reserves
+//!   before it runs, and so the most record bytes its answer carries after its first batch.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -20,6 +28,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+
+/// [`MemoryBudget::connection_share`] is the total divided by this: up to 7 connections that read
+/// none of their answers leave room for everyone else.
+pub const CONNECTION_SHARE_DIVISOR: usize = 8;
+/// [`MemoryBudget::fetch_reservation_cap`] is the total divided by this: a Fetch holds its reservation
+/// while it long-polls, so 64 waiting consumers (asking for that much or more) fill a shard's budget.
+pub const FETCH_RESERVATION_DIVISOR: usize = 64;
 
 /// A shard's budget of bytes; clones share it.
 #[derive(Clone)]
@@ -53,6 +68,25 @@ impl MemoryBudget {
     /// Bytes held by permits now (may exceed [`total`](Self::total) after permits grew).
     pub fn used(&self) -> usize {
         self.inner.used_bytes.get()
+    }
+
+    /// The most one connection may hold at once (an eighth of the budget): see
+    /// [`within_connection_share`](Self::within_connection_share).
+    pub fn connection_share(&self) -> usize {
+        (self.inner.total_bytes / CONNECTION_SHARE_DIVISOR).max(1)
+    }
+
+    /// Whether a connection that holds `held` bytes may ask for `bytes` more: when that stays within
+    /// its [`connection_share`](Self::connection_share), or when it holds nothing (a request larger than
+    /// the share, up to the whole budget, is admitted alone rather than never).
+    pub fn within_connection_share(&self, held: usize, bytes: usize) -> bool {
+        held == 0 || held.saturating_add(bytes) <= self.connection_share()
+    }
+
+    /// The most response bytes a Fetch reserves before it runs (a sixty-fourth of the budget): its
+    /// answer is limited to that (after its first batch, which goes whole).
+    pub fn fetch_reservation_cap(&self) -> usize {
+        self.inner.total_bytes / FETCH_RESERVATION_DIVISOR
     }
 
     /// Acquirers waiting now.
@@ -235,6 +269,19 @@ mod tests {
         assert_eq!(budget.used(), 20, "granted to the waiter on release");
         drop(next);
         assert_eq!(budget.used(), 0, "a granted but unclaimed permit is returned");
+    }
+
+    #[test]
+    fn a_connection_may_hold_its_share_or_one_request_of_any_size() {
+        let budget = MemoryBudget::new(800);
+        assert_eq!((budget.connection_share(), budget.fetch_reservation_cap()), (100, 12));
+        assert!(budget.within_connection_share(0, 30));
+        assert!(budget.within_connection_share(70, 30), "up to the share");
+        assert!(!budget.within_connection_share(71, 30), "not past it while holding something");
+        assert!(budget.within_connection_share(0, 800), "alone, anything the budget can hold");
+        assert!(!budget.within_connection_share(1, 800));
+        assert!(!budget.within_connection_share(usize::MAX, 1), "no overflow");
+        assert_eq!(MemoryBudget::new(3).connection_share(), 1);
     }
 
     #[test]

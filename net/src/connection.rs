@@ -24,7 +24,13 @@
 //! Memory ([`crate::budget`]): once a frame's size prefix is read, the connection acquires the
 //! frame's size from the shard's [`MemoryBudget`] before it reserves or reads the body, waiting
 //! (first come, first served) while the budget is spent: that wait is the backpressure a client
-//! feels. A frame larger than the whole budget is refused. The permit travels with the request,
+//! feels. A frame larger than the whole budget is refused. A Fetch frame's header and first body
+//! fields are read first: with the frame, it acquires min(`max_bytes`, the budget's
+//! [`fetch_reservation_cap`](MemoryBudget::fetch_reservation_cap)) for its response, and the dispatcher
+//! hands the handler that limit. A connection holds at most its
+//! [`connection_share`](MemoryBudget::connection_share) of the budget: past it, it reads nothing more
+//! (and does not queue for the budget) until its own answers have left, unless it holds nothing (a
+//! larger request is served alone). The permit travels with the request,
 //! becomes the response's size when it is answered, and is released once the response is written.
 //! While a write waits (a client that does not read its responses), nothing more is read from that
 //! connection, so it holds at most [`MAX_IN_FLIGHT`] responses. Without a frame's permit the buffer
@@ -142,6 +148,11 @@ impl<'a> InFlight<'a> {
         self.slots.len()
     }
 
+    /// Budget bytes the connection's requests hold (frames, reserved responses).
+    fn held_bytes(&self) -> usize {
+        self.slots.iter().map(|(_, permit)| permit.bytes()).sum()
+    }
+
     /// Polls every running request; returns the oldest one's result (and its permit) once it has one.
     fn poll_oldest(&mut self, cx: &mut Context<'_>) -> Poll<(Result<Answer, DispatchError>, Permit)> {
         let mut ordered_running = false;
@@ -174,9 +185,24 @@ enum Event {
     Shutdown,
 }
 
-/// Bytes (size prefix included) of the frame at the front of `buf`, once its prefix is there; an
-/// error for a bad prefix or a frame the whole budget could not hold.
-fn front_frame_bytes(decoder: &FrameDecoder, budget: &MemoryBudget, buf: &[u8]) -> Result<Option<usize>, String> {
+/// What admitting the frame at the front of the read buffer takes from the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Admission {
+    /// The frame, size prefix included.
+    frame_bytes: usize,
+    /// Reserved for the response's records (a Fetch's; 0 for other requests).
+    response_bytes: usize,
+}
+
+impl Admission {
+    fn bytes(&self) -> usize {
+        self.frame_bytes + self.response_bytes
+    }
+}
+
+/// What the frame at the front of `buf` needs once enough of it is there to know (its prefix, and for a
+/// Fetch the start of its body); an error for a bad prefix or a frame the whole budget could not hold.
+fn front_admission(decoder: &FrameDecoder, budget: &MemoryBudget, buf: &[u8]) -> Result<Option<Admission>, String> {
     let Some(body_bytes) = decoder.body_size(buf).map_err(|error| error.to_string())? else {
         return Ok(None);
     };
@@ -187,7 +213,99 @@ fn front_frame_bytes(decoder: &FrameDecoder, budget: &MemoryBudget, buf: &[u8]) 
             budget.total()
         ));
     }
-    Ok(Some(frame_bytes))
+    let body = &buf[SIZE_PREFIX_BYTES..buf.len().min(frame_bytes)];
+    let Some(response_bytes) = fetch_reservation(body, body.len() == body_bytes, budget.fetch_reservation_cap()) else {
+        return Ok(None);
+    };
+    Ok(Some(Admission { frame_bytes, response_bytes: response_bytes.min(budget.total() - frame_bytes) }))
+}
+
+const FETCH_API_KEY: i16 = 1;
+/// Fetch versions with a flexible (v2) request header.
+const FETCH_FIRST_FLEXIBLE_VERSION: i16 = 12;
+/// Fetch versions whose body no longer starts with `replica_id` (it moved into a tagged field).
+const FETCH_FIRST_VERSION_WITHOUT_REPLICA_ID: i16 = 15;
+
+/// The response bytes to reserve for the frame starting with `frame` (its body as far as it has
+/// arrived; `complete` once all of it has): for a Fetch, its `max_bytes` up to `cap`; 0 for any other
+/// request (or a Fetch too malformed to be served: dispatch refuses it). `None` while more of the frame
+/// is needed to tell. When its header is longer than [`READ_CHUNK_MIN_BYTES`] (a huge client id), the
+/// Fetch is not read further before its permit: it reserves `cap`.
+///
+/// FetchRequest.json, v4–14: `replica_id` i32, `max_wait_ms` i32, `min_bytes` i32, `max_bytes` i32, …;
+/// v15+: `max_wait_ms`, `min_bytes`, `max_bytes`, … (request header v1, or v2 with tagged fields from
+/// v12).
+fn fetch_reservation(frame: &[u8], complete: bool, cap: usize) -> Option<usize> {
+    match peek_fetch_max_bytes(frame) {
+        Peek::NotFetch => Some(0),
+        Peek::MaxBytes(max_bytes) => Some(usize::try_from(max_bytes).unwrap_or(0).min(cap)),
+        Peek::Short if complete => Some(0),
+        Peek::Short if frame.len() >= READ_CHUNK_MIN_BYTES => Some(cap),
+        Peek::Short => None,
+    }
+}
+
+enum Peek {
+    NotFetch,
+    MaxBytes(i32),
+    /// The bytes end (or turn malformed) before `max_bytes`.
+    Short,
+}
+
+fn peek_fetch_max_bytes(frame: &[u8]) -> Peek {
+    let mut cursor = Cursor(frame);
+    let Some(api_key) = cursor.i16() else { return Peek::Short };
+    if api_key != FETCH_API_KEY {
+        return Peek::NotFetch;
+    }
+    let max_bytes = (|| {
+        let version = cursor.i16()?;
+        cursor.skip(4)?; // correlation_id
+        let client_id = cursor.i16()?;
+        cursor.skip(usize::try_from(client_id).unwrap_or(0))?;
+        if version >= FETCH_FIRST_FLEXIBLE_VERSION {
+            for _ in 0..cursor.varint()? {
+                cursor.varint()?; // tag
+                let size = cursor.varint()?;
+                cursor.skip(usize::try_from(size).ok()?)?;
+            }
+        }
+        cursor.skip(if version >= FETCH_FIRST_VERSION_WITHOUT_REPLICA_ID { 8 } else { 12 })?;
+        cursor.i32()
+    })();
+    max_bytes.map_or(Peek::Short, Peek::MaxBytes)
+}
+
+/// Reads big-endian fields off the front of a byte slice.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn skip(&mut self, bytes: usize) -> Option<&[u8]> {
+        let (taken, rest) = self.0.split_at_checked(bytes)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.skip(2)?.try_into().ok()?))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.skip(4)?.try_into().ok()?))
+    }
+
+    /// An unsigned varint of at most 5 bytes.
+    fn varint(&mut self) -> Option<u32> {
+        let mut value = 0u32;
+        for shift in (0..35).step_by(7) {
+            let byte = *self.skip(1)?.first()?;
+            value |= u32::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
 }
 
 /// One read of up to `chunk` bytes appended to `buf`. While it waits, an empty `buf` gives back its
@@ -227,34 +345,41 @@ where
     let mut read_buf = BytesMut::new();
     let mut in_flight = InFlight { slots: VecDeque::new() };
     // Budget held for the frame at the front of `read_buf` (taken once its size prefix is known,
-    // before its body is reserved or read), and the wait for it.
-    let mut frame_permit: Option<Permit> = None;
-    let mut acquiring: Option<Acquire> = None;
+    // before its body is reserved or read), and the wait for it; each with the response bytes it
+    // reserves.
+    let mut frame_permit: Option<(Permit, usize)> = None;
+    let mut acquiring: Option<(Acquire, usize)> = None;
     // Why reading stopped: a bad frame (refuse once the requests before it are answered) or the
     // peer's close (end once they are).
     let mut refusal: Option<String> = None;
     let mut closed: Option<ConnectionEnd> = None;
     loop {
         while refusal.is_none() && in_flight.len() < MAX_IN_FLIGHT {
-            let frame_bytes = match front_frame_bytes(&decoder, budget, &read_buf) {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => break,
-                Err(reason) => {
-                    refusal = Some(reason);
+            if frame_permit.is_none() {
+                let admission = match front_admission(&decoder, budget, &read_buf) {
+                    Ok(Some(admission)) => admission,
+                    Ok(None) => break,
+                    Err(reason) => {
+                        refusal = Some(reason);
+                        break;
+                    }
+                };
+                // Queued already: that place is taken below (taking a second permit here would leave
+                // the queued one, sized for this frame, to the next).
+                if acquiring.is_some() || !budget.within_connection_share(in_flight.held_bytes(), admission.bytes()) {
                     break;
                 }
-            };
-            if frame_permit.is_none() {
-                frame_permit = budget.try_acquire(frame_bytes);
+                let Some(permit) = budget.try_acquire(admission.bytes()) else { break };
+                frame_permit = Some((permit, admission.response_bytes));
             }
-            let Some(permit) = frame_permit.take() else { break };
+            let Some((permit, response_bytes)) = frame_permit.take() else { break };
             match decoder.decode(&mut read_buf) {
                 Ok(Some(frame)) => {
-                    let slot = Slot::running(&frame, dispatcher.dispatch(frame.clone()));
+                    let slot = Slot::running(&frame, dispatcher.dispatch(frame.clone(), response_bytes));
                     in_flight.slots.push_back((slot, permit))
                 }
                 Ok(None) => {
-                    frame_permit = Some(permit);
+                    frame_permit = Some((permit, response_bytes));
                     break;
                 }
                 Err(error) => refusal = Some(error.to_string()),
@@ -274,24 +399,32 @@ where
         let can_read =
             refusal.is_none() && closed.is_none() && !shutdown.is_triggered() && in_flight.len() < MAX_IN_FLIGHT;
         let filled = read_buf.len();
+        let next = match (can_read, &frame_permit) {
+            (true, None) => front_admission(&decoder, budget, &read_buf).ok().flatten(),
+            _ => None,
+        };
+        let over_share = next.is_some_and(|next| !budget.within_connection_share(in_flight.held_bytes(), next.bytes()));
         let answered = std::future::poll_fn(|cx| in_flight.poll_oldest(cx));
-        let event = if !can_read {
+        let event = if !can_read || over_share {
+            // Over its share, the connection waits for its own answers to leave (it holds some:
+            // otherwise it would be within its share) and is not queued for the budget meanwhile.
             Event::Answered(answered.await)
-        } else if let (Ok(Some(frame_bytes)), None) =
-            (front_frame_bytes(&decoder, budget, &read_buf), frame_permit.as_ref())
-        {
-            // The next frame's size is known but the budget is spent: wait for it (backpressure),
+        } else if let Some(next) = next {
+            // The next frame's needs are known but the budget is spent: wait for it (backpressure),
             // keeping our place in the queue while answers go out.
-            let acquire = acquiring.get_or_insert_with(|| budget.acquire(frame_bytes));
+            let (acquire, _) = acquiring.get_or_insert_with(|| (budget.acquire(next.bytes()), next.response_bytes));
             first_of(answered, async { Event::Admitted(acquire.await) }, shutdown).await
         } else {
             // Read at least what the next frame still needs, within the chunk bounds. A frame's body
-            // is reserved whole once its budget is held; otherwise the buffer grows by what arrives.
+            // is reserved whole once its budget is held; otherwise the buffer grows by what arrives,
+            // a small read at a time.
             let needed = decoder.bytes_needed(&read_buf).unwrap_or(0);
-            if frame_permit.is_some() {
+            let chunk = if frame_permit.is_some() {
                 read_buf.reserve(needed);
-            }
-            let chunk = needed.clamp(READ_CHUNK_MIN_BYTES, READ_CHUNK_MAX_BYTES);
+                needed.clamp(READ_CHUNK_MIN_BYTES, READ_CHUNK_MAX_BYTES)
+            } else {
+                READ_CHUNK_MIN_BYTES
+            };
             let read = std::future::poll_fn(|cx| poll_read_into(stream, &mut read_buf, chunk, cx));
             first_of(answered, async { Event::Read(read.await) }, shutdown).await
         };
@@ -333,8 +466,8 @@ where
                 drop(held);
             }
             Event::Admitted(permit) => {
-                frame_permit = Some(permit);
-                acquiring = None;
+                let response_bytes = acquiring.take().map_or(0, |(_, response_bytes)| response_bytes);
+                frame_permit = Some((permit, response_bytes));
             }
             Event::Read(Err(error)) => return ConnectionEnd::Io(error),
             Event::Read(Ok(0)) => {

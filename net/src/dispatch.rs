@@ -102,8 +102,10 @@ pub fn route(frame: Bytes) -> Result<Routed, DispatchError> {
     }
 }
 
-/// Answers the request in `frame` on this shard.
-pub async fn dispatch(frame: Bytes, context: &ShardContext) -> Result<Answer, DispatchError> {
+/// Answers the request in `frame` on this shard. `response_limit`: the response bytes the connection
+/// reserved for it in the shard's memory budget, which a Fetch's records must not exceed after their
+/// first batch (0 for other requests, which ignore it).
+pub async fn dispatch(frame: Bytes, context: &ShardContext, response_limit: usize) -> Result<Answer, DispatchError> {
     let request = match route(frame)? {
         Routed::Answered(chunks) => return Ok(Some(chunks)),
         Routed::Request(request) => request,
@@ -112,7 +114,7 @@ pub async fn dispatch(frame: Bytes, context: &ShardContext) -> Result<Answer, Di
     let body = request.body.clone();
     let answer = match header.api_key {
         ApiKey::Produce => handlers::produce::handle(context, header, body).await,
-        ApiKey::Fetch => handlers::fetch::handle(context, header, body).await,
+        ApiKey::Fetch => handlers::fetch::handle(context, header, body, response_limit).await,
         ApiKey::ListOffsets => handlers::list_offsets::handle(context, header, body).await,
         ApiKey::Metadata => handlers::metadata::handle(context, header, body).await,
         ApiKey::CreateTopics => handlers::create_topics::handle(context, header, body).await,
@@ -141,13 +143,21 @@ pub async fn dispatch(frame: Bytes, context: &ShardContext) -> Result<Answer, Di
 /// What a connection needs from the broker: an answer for each frame. Implemented for the shard's
 /// context; tests plug in their own.
 pub trait Dispatcher {
-    /// Answers one frame.
-    fn dispatch(&self, frame: Bytes) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>>;
+    /// Answers one frame, within `response_limit` reserved bytes (see [`dispatch`]).
+    fn dispatch(
+        &self,
+        frame: Bytes,
+        response_limit: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>>;
 }
 
 impl Dispatcher for Rc<ShardContext> {
-    fn dispatch(&self, frame: Bytes) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>> {
-        Box::pin(dispatch(frame, self))
+    fn dispatch(
+        &self,
+        frame: Bytes,
+        response_limit: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>> {
+        Box::pin(dispatch(frame, self, response_limit))
     }
 }
 

@@ -78,10 +78,35 @@ impl fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
+/// Takes an exclusive `flock` on `<data-dir>/.lock` (Kafka's lock file name), failing if another process
+/// holds it. The lock goes with the returned file, so a crash releases it.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServeError> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| ServeError::DataDir(format!("cannot open {}: {error}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = io::Error::last_os_error();
+        return Err(ServeError::DataDir(format!(
+            "{} is in use by another broker ({}): {error}",
+            data_dir.display(),
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// Runs the broker until `shutdown` is triggered and every shard has stopped.
 pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|error| ServeError::DataDir(format!("cannot create {}: {error}", config.data_dir.display())))?;
+    // Held until the process exits: a second broker on this directory would corrupt its logs.
+    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     let meta = meta_properties::load_or_create(&config.data_dir, config.node_id)
         .map_err(|error| ServeError::DataDir(error.to_string()))?;
     let table = TopicTable::load(&config.data_dir).map_err(ServeError::DataDir)?;

@@ -229,6 +229,35 @@ fn produce_errors_and_acks() {
     assert!(broker.stderr().contains("acks=0 produce failed"), "{}", broker.stderr());
 }
 
+/// `timeout_ms` bounds only the acks=-1 wait for the fdatasync (unit tests in `produce.rs` cover a flush
+/// that outlasts it); the answers here do not depend on how fast this machine's fsync is.
+#[test]
+fn produce_timeout_bounds_only_the_acks_all_flush() {
+    let broker = Broker::start(&[]);
+    let mut client = Client::connect(&broker);
+    let synced = new_topic("synced", 1, 1).with_configs(vec![config("flush.messages", Some("1"))]);
+    let created = create(&mut client, 7, vec![new_topic("t", 1, 1), synced], false);
+    assert!(created.topics.iter().all(|topic| topic.error_code == 0), "{created:?}");
+
+    // A normal timeout: the group-committed fdatasync is well within it.
+    let request = produce_request("t", 0, -1, batch(&["a"], 1)).with_timeout_ms(30_000);
+    let all: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    assert_eq!(partition_error(&all), (0, 0));
+    // acks=1 ignores timeout_ms, as Kafka does.
+    for timeout_ms in [0, -1] {
+        let request = produce_request("t", 0, 1, batch(&["b"], 1)).with_timeout_ms(timeout_ms);
+        let one: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+        assert_eq!(partition_error(&one).0, 0, "acks=1, timeout_ms {timeout_ms}");
+    }
+    // acks=-1 on a topic that fdatasyncs every append: nothing is left to wait for once the append
+    // returns, so even no time at all is enough (Kafka too answers at once when the acks are met).
+    for (timeout_ms, offset) in [(0, 0), (-1, 1)] {
+        let request = produce_request("synced", 0, -1, batch(&["c"], 1)).with_timeout_ms(timeout_ms);
+        let durable: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+        assert_eq!(partition_error(&durable), (0, offset), "acks=-1, timeout_ms {timeout_ms}, already durable");
+    }
+}
+
 #[test]
 fn fetch_returns_stored_batches_and_long_polls() {
     let broker = Broker::start(&[]);

@@ -1,6 +1,7 @@
 //! Overload against the real `spate serve` with a 16 MiB memory budget per shard: thousands of idle
-//! connections, a producer faster than the disk that never reads its responses, a consumer that
-//! never reads, and one request larger than the budget. The broker's resident memory (VmRSS) is
+//! connections, a producer faster than the disk that never reads its responses, consumers that
+//! never read (while another client's round trips must keep completing), and one request larger than
+//! the budget. The broker's resident memory (VmRSS) is
 //! printed (run with `--nocapture` to see it) and checked against bounds argued at each assertion.
 
 mod common;
@@ -182,9 +183,9 @@ fn producers_and_consumers_that_never_read_get_backpressure_not_memory() {
             })
         })
         .collect();
-    // Consumers that send fetches for 1 MiB and never read the answers. Each holds at most 5 answers
-    // (its in-flight limit) until the write stall limit closes it: 10 MiB of the budget here. (More
-    // than the whole budget held this way would stall everyone else until then: see ARCHITECTURE.md.)
+    // Consumers that send fetches for 1 MiB and never read the answers. Each holds at most its share
+    // of the budget (2 MiB) until the write stall limit closes it, each answer at most the 256 KiB its
+    // fetch reserved (plus a first batch larger than that).
     let mut consumers = Vec::new();
     let fetch = fetch_request("load", 1 << 20);
     for _ in 0..2 {
@@ -232,7 +233,7 @@ fn producers_and_consumers_that_never_read_get_backpressure_not_memory() {
         before as f64 / MIB,
         peak as f64 / MIB
     );
-    // Held at most: the budget (16 MiB of frames, plus the 10 MiB of unread fetch answers it may be
+    // Held at most: the budget (16 MiB of frames and answers, plus the first batches it may be
     // overdrawn by), the batch cache (16 MiB), the log's write buffer and the allocator's slack: well
     // under 100 MiB. What must not happen is memory growing with what the clients sent (469 MiB).
     assert!(peak - before < 100 << 20, "RSS grew by {:.1} MiB", (peak - before) as f64 / MIB);
@@ -274,4 +275,86 @@ fn a_request_larger_than_the_budget_closes_its_connection() {
     let mut nothing = [0u8; 1];
     stream.write_all(&request(18, 0, 1, &[])).unwrap();
     assert!(stream.read(&mut nothing).unwrap() > 0);
+}
+
+/// Sends `body` and reads its response on `stream`; how long the round trip took.
+fn round_trip<R: Encodable>(stream: &mut TcpStream, api_key: ApiKey, version: i16, id: i32, body: &R) -> Duration {
+    let started = Instant::now();
+    send(stream, api_key, version, id, body);
+    assert_eq!(read_response(stream).0, id, "{api_key:?}");
+    started.elapsed()
+}
+
+#[test]
+fn consumers_that_never_read_do_not_stall_the_other_clients() {
+    let mut broker = start();
+    create_topic(&broker, "drain");
+    // 16 MiB stored: 16 requests of 16 batches of 64 records of 1 KiB (~65 KiB a batch).
+    let value = vec![b'v'; 1024];
+    let records: Vec<RecordSpec<'_>> =
+        (0..64).map(|_| RecordSpec { key: None, value: Some(&value), headers: &[], timestamp_ms: 1 }).collect();
+    let batch = build_batch(&records, BatchOptions::default());
+    let batches = batch.repeat(16);
+    let mut client = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
+    // Long enough to measure a stall rather than fail on it.
+    client.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    for id in 0..16 {
+        round_trip(&mut client, ApiKey::Produce, 7, id, &produce_request("drain", &batches));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_bytes(&broker);
+
+    // Consumers that pipeline fetches for 8 MiB each and read none of the answers. Without a
+    // reservation each answer would be 8 MiB; one such consumer's five would exceed the 16 MiB budget and
+    // every other client would wait for the 30 s write-stall limit to close it.
+    let consumers_count = 6;
+    let fetch = fetch_request("drain", 8 << 20);
+    let mut consumers = Vec::new();
+    for _ in 0..consumers_count {
+        let mut stream = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
+        for id in 0..50 {
+            send(&mut stream, ApiKey::Fetch, 4, id, &fetch);
+        }
+        consumers.push(stream);
+    }
+
+    // Meanwhile another client's round trips keep completing.
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name("drain")))]));
+    let small = produce_request("drain", &build_batch(&records[..1], BatchOptions::default()));
+    let api_versions = ApiVersionsRequest::default();
+    let (mut slowest, mut peak, mut round_trips) = ([Duration::ZERO; 3], before, 0);
+    let started = Instant::now();
+    let mut id = 100;
+    while started.elapsed() < Duration::from_secs(5) {
+        let times = [
+            round_trip(&mut client, ApiKey::ApiVersions, 0, id, &api_versions),
+            round_trip(&mut client, ApiKey::Metadata, 4, id + 1, &metadata),
+            round_trip(&mut client, ApiKey::Produce, 7, id + 2, &small),
+        ];
+        for (slow, time) in slowest.iter_mut().zip(times) {
+            *slow = (*slow).max(time);
+        }
+        id += 3;
+        round_trips += 1;
+        peak = peak.max(rss_bytes(&broker));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "{consumers_count} consumers x 50 unread 8 MiB fetches: slowest of {round_trips} ApiVersions / Metadata / \
+         Produce round trips meanwhile: {:?} / {:?} / {:?}; broker RSS {:.1} MiB before, peak {:.1} MiB",
+        slowest[0],
+        slowest[1],
+        slowest[2],
+        before as f64 / MIB,
+        peak as f64 / MIB
+    );
+    for (api, slow) in ["ApiVersions", "Metadata", "Produce"].iter().zip(slowest) {
+        assert!(slow < Duration::from_secs(3), "a {api} round trip took {slow:?}");
+    }
+    // Each consumer holds at most its share of the budget (2 MiB) plus what its socket took: the
+    // budget, the 16 MiB batch cache and allocator slack are well under 100 MiB.
+    assert!(peak - before < 100 << 20, "RSS grew by {:.1} MiB", (peak - before) as f64 / MIB);
+    drop(consumers);
+    broker.assert_running();
 }

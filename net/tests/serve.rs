@@ -186,3 +186,37 @@ fn startup_errors_exit_nonzero_with_a_message() {
     assert_eq!(wrong_node.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&wrong_node.stderr).contains("does not match"), "{wrong_node:?}");
 }
+
+#[test]
+fn a_second_broker_on_the_same_port_or_data_directory_refuses_to_start() {
+    let broker = Broker::start(&[]);
+    let other_dir = tempfile::tempdir().unwrap();
+    // Bounded: a broker that wrongly starts is killed and the test fails rather than hangs.
+    let run = |listen: &str, data_dir: &Path| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("a second broker started on {listen} / {}", data_dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    // SO_REUSEPORT would let it bind and take half the connections; it must fail instead.
+    let same_port = run(&broker.bootstrap(), other_dir.path());
+    assert_eq!(same_port.status.code(), Some(1), "{same_port:?}");
+    assert!(String::from_utf8_lossy(&same_port.stderr).contains("cannot listen on"), "{same_port:?}");
+
+    let same_dir = run("127.0.0.1:0", &broker.data_dir());
+    assert_eq!(same_dir.status.code(), Some(1), "{same_dir:?}");
+    assert!(String::from_utf8_lossy(&same_dir.stderr).contains("in use by another broker"), "{same_dir:?}");
+    broker.assert_kcat_lists_broker(0);
+}

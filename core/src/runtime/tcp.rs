@@ -22,7 +22,17 @@ pub const MAX_IOVECS: usize = 1024;
 /// Binds `count` listening sockets to `addr` with SO_REUSEPORT and SO_REUSEADDR, so the kernel spreads
 /// incoming connections across them. If `addr` has port 0 the first socket picks the port and the rest
 /// bind to that one. Callable from any thread; the sockets are `Send`.
+///
+/// SO_REUSEPORT would also let a second broker (same user) bind the same port and silently take half the
+/// connections, so the port is first claimed by a plain socket: that bind fails with `AddrInUse` if anything
+/// listens there, as Kafka's does.
 pub fn bind_shared(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // SO_REUSEADDR only: a restart may bind over connections in TIME_WAIT, never over a listener.
+        probe.set_reuse_address(true)?;
+        probe.bind(&SockAddr::from(addr))?;
+    }
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
@@ -150,6 +160,16 @@ mod tests {
         let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
         assert_ne!(ports[0], 0);
         assert!(ports.iter().all(|port| *port == ports[0]), "{ports:?}");
+    }
+
+    #[test]
+    fn a_second_broker_cannot_share_the_port() {
+        let first = bind_shared("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = first[0].local_addr().unwrap();
+        let error = bind_shared(addr, 2).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        drop(first);
+        bind_shared(addr, 2).expect("free again once the first broker is gone");
     }
 
     #[test]

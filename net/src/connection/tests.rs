@@ -46,18 +46,67 @@ struct TestDispatcher {
     served: Cell<usize>,
     /// "start N" / "end N" per Produce request (by correlation id), in the order they happened.
     produce_events: std::cell::RefCell<Vec<String>>,
+    /// Requests running now, and the most at once.
+    running: Cell<usize>,
+    most_running: Cell<usize>,
+    /// Per Fetch: the response limit it was given and the budget's use when it ran.
+    fetches: std::cell::RefCell<Vec<(usize, usize)>>,
+    budget: Option<MemoryBudget>,
+}
+
+impl TestDispatcher {
+    fn new(delays: Vec<usize>) -> Self {
+        TestDispatcher {
+            delays,
+            served: Cell::new(0),
+            produce_events: Default::default(),
+            running: Cell::new(0),
+            most_running: Cell::new(0),
+            fetches: Default::default(),
+            budget: None,
+        }
+    }
+
+    fn start(&self) {
+        self.running.set(self.running.get() + 1);
+        self.most_running.set(self.most_running.get().max(self.running.get()));
+    }
 }
 
 impl Dispatcher for TestDispatcher {
-    fn dispatch(&self, frame: Bytes) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>> {
+    fn dispatch(
+        &self,
+        frame: Bytes,
+        response_limit: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>> {
         let delay = self.delays.get(self.served.get()).copied().unwrap_or(0);
         self.served.set(self.served.get() + 1);
         Box::pin(async move {
+            self.start();
+            let answer = self.answer(frame, response_limit, delay).await;
+            self.running.set(self.running.get() - 1);
+            answer
+        })
+    }
+}
+
+impl TestDispatcher {
+    async fn answer(&self, frame: Bytes, response_limit: usize, delay: usize) -> Result<Answer, DispatchError> {
+        {
             let request = match route(frame)? {
                 Routed::Answered(chunks) => return Ok(Some(chunks)),
                 Routed::Request(request) => request,
             };
             let header = &request.header;
+            if header.api_key == ApiKey::Fetch {
+                // Records the limit and what the budget held meanwhile; answers with a bare header.
+                let used = self.budget.as_ref().map_or(0, MemoryBudget::used);
+                self.fetches.borrow_mut().push((response_limit, used));
+                let mut out = BytesMut::new();
+                out.extend_from_slice(&4i32.to_be_bytes());
+                out.extend_from_slice(&header.correlation_id.to_be_bytes());
+                return Ok(Some(vec![out.freeze()]));
+            }
             if header.api_key == ApiKey::Produce {
                 // Stands in for appends: record when each produce runs, answer with a bare header.
                 let id = header.correlation_id;
@@ -86,7 +135,7 @@ impl Dispatcher for TestDispatcher {
             )
             .map_err(|error| DispatchError::Handler(error.into()))?;
             Ok(Some(vec![out.split_to(5).freeze(), out.freeze()]))
-        })
+        }
     }
 }
 
@@ -107,7 +156,7 @@ fn drive_recording(
     chunk: usize,
     delays: Vec<usize>,
 ) -> ((ConnectionEnd, Vec<u8>), Vec<String>) {
-    let dispatcher = TestDispatcher { delays, served: Cell::new(0), produce_events: Default::default() };
+    let dispatcher = TestDispatcher::new(delays);
     let mut script = Script { input, chunk, output: Vec::new() };
     let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let signal = LocalSignal::new();
@@ -206,7 +255,7 @@ fn metadata_with_impossible_topic_count_is_refused_after_earlier_answers() {
 
 #[test]
 fn a_triggered_shutdown_stops_reading() {
-    let dispatcher = TestDispatcher { delays: Vec::new(), served: Cell::new(0), produce_events: Default::default() };
+    let dispatcher = TestDispatcher::new(Vec::new());
     let mut script = Script { input: API_VERSIONS_V0.to_vec(), chunk: 1000, output: Vec::new() };
     let signal = LocalSignal::new();
     signal.trigger();
@@ -247,4 +296,127 @@ fn pipelined_produce_requests_run_one_after_another_in_order() {
     assert!(matches!(end, ConnectionEnd::PeerClosed), "{end:?}");
     assert_eq!(correlation_ids(&output), vec![1, 2, 3, 4]);
     assert_eq!(events, vec!["start 1", "end 1", "start 3", "end 3", "start 4", "end 4"]);
+}
+
+fn drive_dispatcher(budget: &MemoryBudget, input: Vec<u8>, dispatcher: &TestDispatcher) -> (ConnectionEnd, Vec<u8>) {
+    let mut script = Script { input, chunk: 1000, output: Vec::new() };
+    let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let end = futures_lite::future::block_on(serve(
+        &mut script,
+        peer,
+        dispatcher,
+        FrameDecoder::new(1024),
+        budget,
+        None,
+        &LocalSignal::new(),
+    ));
+    (end, script.output)
+}
+
+#[test]
+fn a_connection_at_its_share_of_the_budget_waits_for_its_own_answers() {
+    // Eight slow Metadata requests (18 bytes each). Within a share of 100 bytes (budget 800), five run
+    // at once; within one of 20 (budget 160), one at a time, and all are still answered in order.
+    let input: Vec<u8> = (1..=8).flat_map(|id| numbered(&METADATA_V1_NONE, id)).collect();
+    for (total, most) in [(800, MAX_IN_FLIGHT), (160, 1)] {
+        let budget = MemoryBudget::new(total);
+        let dispatcher = TestDispatcher::new(vec![5; 8]);
+        let (end, output) = drive_dispatcher(&budget, input.clone(), &dispatcher);
+        assert!(matches!(end, ConnectionEnd::PeerClosed), "{end:?}");
+        assert_eq!(correlation_ids(&output), (1..=8).collect::<Vec<_>>());
+        assert_eq!(dispatcher.most_running.get(), most, "budget {total}");
+        assert_eq!((budget.used(), budget.waiting()), (0, 0));
+    }
+}
+
+#[test]
+fn a_request_larger_than_the_share_is_served_alone() {
+    // Share: 8 bytes (budget 64); each 18-byte frame fits the budget but not the share.
+    let budget = MemoryBudget::new(64);
+    let dispatcher = TestDispatcher::new(vec![3; 4]);
+    let input: Vec<u8> = (1..=4).flat_map(|id| numbered(&METADATA_V1_NONE, id)).collect();
+    let (end, output) = drive_dispatcher(&budget, input, &dispatcher);
+    assert!(matches!(end, ConnectionEnd::PeerClosed), "{end:?}");
+    assert_eq!(correlation_ids(&output), vec![1, 2, 3, 4]);
+    assert_eq!(dispatcher.most_running.get(), 1);
+    assert_eq!(budget.used(), 0);
+}
+
+/// A Fetch request frame (size prefix included) asking for `max_bytes`, as kafka-protocol encodes it.
+fn fetch_frame(version: i16, correlation_id: i32, client_id: &str, max_bytes: i32) -> Vec<u8> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, RequestHeader, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
+    let partition = FetchPartition::default().with_partition_max_bytes(1 << 20);
+    let request = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![partition])]);
+    let mut body = BytesMut::new();
+    header.encode(&mut body, ApiKey::Fetch.request_header_version(version)).unwrap();
+    request.encode(&mut body, version).unwrap();
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+#[test]
+fn fetch_max_bytes_is_read_from_every_version_up_to_the_cap() {
+    for version in 4..=18 {
+        let frame = fetch_frame(version, 7, "consumer-1", 12_345);
+        let body = &frame[SIZE_PREFIX_BYTES..];
+        assert_eq!(fetch_reservation(body, true, 1 << 20), Some(12_345), "v{version}");
+        assert_eq!(fetch_reservation(body, true, 1_000), Some(1_000), "v{version}: capped");
+        // Cut before max_bytes: more is needed (or, once the frame is whole, it is malformed: 0).
+        let cut = &body[..body.len().min(20)];
+        assert_eq!(fetch_reservation(cut, false, 1_000), None, "v{version}");
+        assert_eq!(fetch_reservation(cut, true, 1_000), Some(0), "v{version}");
+        let negative = fetch_frame(version, 7, "c", -1);
+        assert_eq!(fetch_reservation(&negative[SIZE_PREFIX_BYTES..], true, 1_000), Some(0), "v{version}");
+    }
+    // Other requests reserve nothing; a header too long to peek at before its permit reserves the cap.
+    assert_eq!(fetch_reservation(&METADATA_V1_NONE[SIZE_PREFIX_BYTES..], true, 1_000), Some(0));
+    let long = fetch_frame(12, 7, &"c".repeat(READ_CHUNK_MIN_BYTES), 10);
+    assert_eq!(fetch_reservation(&long[SIZE_PREFIX_BYTES..][..READ_CHUNK_MIN_BYTES - 1], false, 1_000), None);
+    assert_eq!(fetch_reservation(&long[SIZE_PREFIX_BYTES..][..READ_CHUNK_MIN_BYTES], false, 1_000), Some(1_000));
+}
+
+#[test]
+fn a_fetch_reserves_its_response_before_it_runs() {
+    // Budget 64 KiB: a Fetch reserves at most 1 KiB (a 64th) for its response.
+    let mut dispatcher = TestDispatcher::new(Vec::new());
+    let budget = MemoryBudget::new(64 << 10);
+    dispatcher.budget = Some(budget.clone());
+    let small = fetch_frame(12, 1, "c", 300);
+    let large = fetch_frame(4, 2, "c", 50 << 20);
+    let mut input = small.clone();
+    input.extend_from_slice(&large);
+    // Two bytes at a time: the connection reads a Fetch's header before acquiring its permit.
+    let mut script = Script { input, chunk: 2, output: Vec::new() };
+    let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let end = futures_lite::future::block_on(serve(
+        &mut script,
+        peer,
+        &dispatcher,
+        FrameDecoder::new(1024),
+        &budget,
+        None,
+        &LocalSignal::new(),
+    ));
+    assert!(matches!(end, ConnectionEnd::PeerClosed), "{end:?}");
+    assert_eq!(correlation_ids(&script.output), vec![1, 2]);
+    let fetches = dispatcher.fetches.take();
+    assert_eq!(fetches[0], (300, small.len() + 300), "its frame and its response held while it runs");
+    assert_eq!(fetches[1].0, 1 << 10, "capped");
+    assert!(fetches[1].1 >= large.len() + (1 << 10), "{fetches:?}");
+    assert_eq!(budget.used(), 0);
 }

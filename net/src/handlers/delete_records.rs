@@ -19,7 +19,8 @@ use crate::guard::schemas::DELETE_RECORDS;
 use crate::header::RequestHeader;
 use crate::shard::messages::{ShardReply, ShardRequest};
 use crate::shard::partitions::run_log_op;
-use crate::shard::{join_all, ByOwner, ShardContext};
+use crate::shard::scatter::Scatter;
+use crate::shard::ShardContext;
 
 /// Deletions for one owner shard.
 pub struct DeleteRecordsCall {
@@ -43,7 +44,7 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
         .iter()
         .map(|topic| vec![Err(ErrorCode::UnknownTopicOrPartition); topic.partitions.len()])
         .collect();
-    let mut groups: ByOwner<(Uuid, i32, i64)> = ByOwner::new();
+    let mut scatter: Scatter<(usize, usize), (Uuid, i32, i64)> = Scatter::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let Some(entry) = table.get(topic.name.as_str()) else { continue };
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
@@ -51,27 +52,25 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
             if !(0..entry.partitions).contains(&index) {
                 continue;
             }
-            let group = groups.entry(context.owner(&entry.id, index)).or_default();
-            group.0.push((topic_index, partition_index));
-            group.1.push((entry.id, index, partition.offset));
+            scatter.add(
+                context.owner(&entry.id, index),
+                (topic_index, partition_index),
+                (entry.id, index, partition.offset),
+            );
         }
     }
-    let calls: Vec<_> = groups
-        .into_iter()
-        .map(|(owner, (slots, parts))| async move {
-            let count = parts.len();
-            let outcomes = match context.call(owner, ShardRequest::DeleteRecords(DeleteRecordsCall { parts })).await {
-                Ok(ShardReply::DeleteRecords(outcomes)) if outcomes.len() == count => outcomes,
-                _ => vec![Err(ErrorCode::NotLeaderOrFollower); count],
-            };
-            (slots, outcomes)
-        })
-        .collect();
-    for (slots, outcomes) in join_all(calls).await {
-        for ((topic_index, partition_index), outcome) in slots.into_iter().zip(outcomes) {
-            results[topic_index][partition_index] = outcome;
-        }
-    }
+    scatter
+        .gather(
+            context,
+            &mut results[..],
+            |parts| ShardRequest::DeleteRecords(DeleteRecordsCall { parts }),
+            |reply| match reply {
+                ShardReply::DeleteRecords(outcomes) => Some(outcomes),
+                _ => None,
+            },
+            Err(ErrorCode::NotLeaderOrFollower),
+        )
+        .await;
     let topics = request
         .topics
         .iter()

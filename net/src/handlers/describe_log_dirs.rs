@@ -7,7 +7,6 @@
 //! (no replica moves between directories). v4 adds the file system's total and usable bytes
 //! (`statvfs`, -1 if that fails).
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -25,10 +24,8 @@ use crate::dispatch::Answer;
 use crate::guard::schemas::DESCRIBE_LOG_DIRS;
 use crate::header::RequestHeader;
 use crate::shard::messages::{ShardReply, ShardRequest};
-use crate::shard::{join_all, ShardContext};
-
-/// Answer slots and (topic id, partition) per owner shard.
-type Groups = BTreeMap<spate_core::runtime::ShardId, (Vec<usize>, Vec<(Uuid, i32)>)>;
+use crate::shard::scatter::Scatter;
+use crate::shard::ShardContext;
 
 /// Answers one DescribeLogDirs request.
 ///
@@ -58,27 +55,24 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
             }
         }
     }
-    let mut groups: Groups = BTreeMap::new();
+    let mut scatter: Scatter<usize, (Uuid, i32)> = Scatter::new();
     for (slot, (_, id, index)) in wanted.iter().enumerate() {
-        let group = groups.entry(context.owner(id, *index)).or_default();
-        group.0.push(slot);
-        group.1.push((*id, *index));
+        scatter.add(context.owner(id, *index), slot, (*id, *index));
     }
-    let calls: Vec<_> = groups
-        .into_iter()
-        .map(|(owner, (slots, parts))| async move {
-            match context.call(owner, ShardRequest::LogSizes(parts)).await {
-                Ok(ShardReply::LogSizes(sizes)) => slots.into_iter().zip(sizes).collect(),
-                _ => Vec::new(),
-            }
-        })
-        .collect();
+    // An owner that cannot answer leaves its partitions out.
     let mut sizes: Vec<Option<u64>> = vec![None; wanted.len()];
-    for answers in join_all(calls).await {
-        for (slot, size) in answers {
-            sizes[slot] = size;
-        }
-    }
+    scatter
+        .gather(
+            context,
+            &mut sizes[..],
+            ShardRequest::LogSizes,
+            |reply| match reply {
+                ShardReply::LogSizes(sizes) => Some(sizes),
+                _ => None,
+            },
+            None,
+        )
+        .await;
     let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
     for ((name, _, index), size) in wanted.into_iter().zip(sizes) {
         let Some(size) = size else { continue };

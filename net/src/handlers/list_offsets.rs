@@ -28,7 +28,8 @@ use crate::guard::schemas::LIST_OFFSETS;
 use crate::handlers::produce::LEADER_EPOCH;
 use crate::header::RequestHeader;
 use crate::shard::messages::{ShardReply, ShardRequest};
-use crate::shard::{join_all, ByOwner, ShardContext};
+use crate::shard::scatter::Scatter;
+use crate::shard::{join_all, ShardContext};
 
 /// `timestamp` -1: the latest offset.
 pub const LATEST: i64 = -1;
@@ -93,7 +94,7 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
         .iter()
         .map(|topic| vec![OffsetOutcome::failed(ErrorCode::UnknownServerError); topic.partitions.len()])
         .collect();
-    let mut groups: ByOwner<OffsetsPart> = ByOwner::new();
+    let mut scatter: Scatter<(usize, usize), OffsetsPart> = Scatter::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let entry = table.get(topic.name.as_str());
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
@@ -107,32 +108,30 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
                 results[topic_index][partition_index] = OffsetOutcome::failed(ErrorCode::UnsupportedVersion);
                 continue;
             }
-            let group = groups.entry(context.owner(&entry.id, partition.partition_index)).or_default();
-            group.0.push((topic_index, partition_index));
-            group.1.push(OffsetsPart {
-                topic_id: entry.id,
-                partition: partition.partition_index,
-                timestamp: partition.timestamp,
-                current_leader_epoch: partition.current_leader_epoch,
-            });
+            scatter.add(
+                context.owner(&entry.id, partition.partition_index),
+                (topic_index, partition_index),
+                OffsetsPart {
+                    topic_id: entry.id,
+                    partition: partition.partition_index,
+                    timestamp: partition.timestamp,
+                    current_leader_epoch: partition.current_leader_epoch,
+                },
+            );
         }
     }
-    let calls: Vec<_> = groups
-        .into_iter()
-        .map(|(owner, (slots, parts))| async move {
-            let count = parts.len();
-            let outcomes = match context.call(owner, ShardRequest::ListOffsets(OffsetsCall { parts })).await {
-                Ok(ShardReply::ListOffsets(outcomes)) if outcomes.len() == count => outcomes,
-                _ => vec![OffsetOutcome::failed(ErrorCode::NotLeaderOrFollower); count],
-            };
-            (slots, outcomes)
-        })
-        .collect();
-    for (slots, outcomes) in join_all(calls).await {
-        for ((topic_index, partition_index), outcome) in slots.into_iter().zip(outcomes) {
-            results[topic_index][partition_index] = outcome;
-        }
-    }
+    scatter
+        .gather(
+            context,
+            &mut results[..],
+            |parts| ShardRequest::ListOffsets(OffsetsCall { parts }),
+            |reply| match reply {
+                ShardReply::ListOffsets(outcomes) => Some(outcomes),
+                _ => None,
+            },
+            OffsetOutcome::failed(ErrorCode::NotLeaderOrFollower),
+        )
+        .await;
     let topics = request
         .topics
         .iter()

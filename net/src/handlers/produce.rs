@@ -26,14 +26,27 @@
 //!    fdatasync shared with concurrent producers — so the answer means "survives power loss", unless
 //!    the topic sets `spate.acks.all.flush=false`.
 //!
-//! `timeout_ms` bounds waiting for replicas in Kafka; a single node has none to wait for, and an
-//! fdatasync is never abandoned halfway, so it is not used. Idempotence and transactions are not
-//! implemented: batches are stored with their producer ids and sequences as sent, unchecked.
+//! **`timeout_ms`** is, as in Kafka, how long the broker may wait for the acks asked for once the
+//! records are written: for acks=-1, Kafka's wait for the in-sync replicas, here the wait for that
+//! flush ([`wait_for_flush`]). A flush still running after `timeout_ms` (negative counts as 0) answers
+//! `REQUEST_TIMED_OUT` for that partition; the flush itself is never abandoned (it runs on as a detached
+//! task), so the records are stored and may well become durable moments later — as in Kafka, where a
+//! timed-out produce may still be replicated, and a retrying producer may store them twice (no
+//! idempotence here). A flush that needs no waiting (already durable) answers success even with
+//! `timeout_ms` 0. acks=1 and acks=0 ignore `timeout_ms`, as Kafka does: they are answered once the
+//! append returns. Idempotence and transactions are not implemented: batches are stored with their
+//! producer ids and sequences as sent, unchecked.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_lite::future::poll_once;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use spate_core::batch::{set_partition_leader_epoch, split_record_set};
+use spate_core::runtime::{spawn_detached, timeout};
 use spate_core::ErrorCode;
 use storage::AppendInfo;
 use uuid::Uuid;
@@ -44,7 +57,8 @@ use crate::guard::schemas::PRODUCE;
 use crate::header::RequestHeader;
 use crate::shard::messages::{ShardReply, ShardRequest};
 use crate::shard::partitions::now_ms;
-use crate::shard::{join_all, ByOwner, ShardContext};
+use crate::shard::scatter::Scatter;
+use crate::shard::{join_all, ShardContext};
 
 /// The leader epoch every partition has on this single node.
 pub const LEADER_EPOCH: i32 = 0;
@@ -53,6 +67,8 @@ pub const LEADER_EPOCH: i32 = 0;
 pub struct AppendCall {
     /// The request's acks (0, 1 or -1).
     pub acks: i16,
+    /// The request's `timeout_ms`: how long acks=-1 may wait for the flush.
+    pub flush_timeout: Duration,
     /// The partitions, in the order the answers must come back.
     pub parts: Vec<AppendPart>,
 }
@@ -79,50 +95,47 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
     let request: ProduceRequest = decode_checked(header, &PRODUCE, body)?;
     let acks = request.acks;
     let table = context.topics();
-    let mut results: Vec<Vec<Option<AppendOutcome>>> =
-        request.topic_data.iter().map(|topic| vec![None; topic.partition_data.len()]).collect();
-    let mut groups: ByOwner<AppendPart> = ByOwner::new();
+    let flush_timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let mut results: Vec<Vec<AppendOutcome>> = request
+        .topic_data
+        .iter()
+        .map(|topic| vec![Err(ErrorCode::UnknownServerError); topic.partition_data.len()])
+        .collect();
+    let mut scatter: Scatter<(usize, usize), AppendPart> = Scatter::new();
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
         let entry = table.get(topic.name.as_str());
         for (partition_index, partition) in topic.partition_data.iter().enumerate() {
             let slot = &mut results[topic_index][partition_index];
             if !(-1..=1).contains(&acks) {
-                *slot = Some(Err(ErrorCode::InvalidRequiredAcks));
+                *slot = Err(ErrorCode::InvalidRequiredAcks);
                 continue;
             }
             let Some(entry) = entry.filter(|entry| (0..entry.partitions).contains(&partition.index)) else {
-                *slot = Some(Err(ErrorCode::UnknownTopicOrPartition));
+                *slot = Err(ErrorCode::UnknownTopicOrPartition);
                 continue;
             };
-            let group = groups.entry(context.owner(&entry.id, partition.index)).or_default();
-            group.0.push((topic_index, partition_index));
-            group.1.push(AppendPart {
-                topic_id: entry.id,
-                partition: partition.index,
-                records: partition.records.clone(),
-            });
+            scatter.add(
+                context.owner(&entry.id, partition.index),
+                (topic_index, partition_index),
+                AppendPart { topic_id: entry.id, partition: partition.index, records: partition.records.clone() },
+            );
         }
     }
-    // The request (and its frame) is no longer needed; the records live on in the calls.
-    let calls: Vec<_> = groups
-        .into_iter()
-        .map(|(owner, (slots, parts))| async move {
-            let count = parts.len();
-            let outcomes = match context.call(owner, ShardRequest::Produce(AppendCall { acks, parts })).await {
-                Ok(ShardReply::Produce(outcomes)) if outcomes.len() == count => outcomes,
-                // The owner is stopping: retriable for the client.
-                _ => vec![Err(ErrorCode::NotLeaderOrFollower); count],
-            };
-            (slots, outcomes)
-        })
-        .collect();
-    for (slots, outcomes) in join_all(calls).await {
-        for ((topic_index, partition_index), outcome) in slots.into_iter().zip(outcomes) {
-            results[topic_index][partition_index] = Some(outcome);
-        }
-    }
+    scatter
+        .gather(
+            context,
+            &mut results[..],
+            |parts| ShardRequest::Produce(AppendCall { acks, flush_timeout, parts }),
+            |reply| match reply {
+                ShardReply::Produce(outcomes) => Some(outcomes),
+                _ => None,
+            },
+            // The owner is stopping: retriable for the client.
+            Err(ErrorCode::NotLeaderOrFollower),
+        )
+        .await;
     if acks == 0 {
-        let failed = results.iter().flatten().flatten().find_map(|outcome| outcome.as_ref().err());
+        let failed = results.iter().flatten().find_map(|outcome| outcome.as_ref().err());
         return match failed {
             Some(error) => Err(HandlerError::Close(format!("acks=0 produce failed ({error}); closing as Kafka does"))),
             None => Ok(None),
@@ -137,9 +150,7 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
                 .partition_data
                 .iter()
                 .zip(outcomes)
-                .map(|(partition, outcome)| {
-                    partition_response(partition.index, outcome.unwrap_or(Err(ErrorCode::UnknownServerError)))
-                })
+                .map(|(partition, outcome)| partition_response(partition.index, outcome))
                 .collect();
             TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions)
         })
@@ -164,12 +175,12 @@ fn partition_response(index: i32, outcome: AppendOutcome) -> PartitionProduceRes
 }
 
 /// The owner's side: appends every part at once; answers in order.
-pub async fn append_on_owner(context: &ShardContext, call: AppendCall) -> Vec<AppendOutcome> {
-    let acks = call.acks;
-    join_all(call.parts.into_iter().map(|part| append_one(context, acks, part)).collect()).await
+pub async fn append_on_owner(context: &Rc<ShardContext>, call: AppendCall) -> Vec<AppendOutcome> {
+    let (acks, flush_timeout) = (call.acks, call.flush_timeout);
+    join_all(call.parts.into_iter().map(|part| append_one(context, acks, flush_timeout, part)).collect()).await
 }
 
-async fn append_one(context: &ShardContext, acks: i16, part: AppendPart) -> AppendOutcome {
+async fn append_one(context: &Rc<ShardContext>, acks: i16, flush_timeout: Duration, part: AppendPart) -> AppendOutcome {
     let Some(partition) = context.partitions.get(&part.topic_id, part.partition) else {
         // Not open here: the shard is closing, or placement changed under a stale table copy.
         return Err(ErrorCode::NotLeaderOrFollower);
@@ -190,12 +201,43 @@ async fn append_one(context: &ShardContext, acks: i16, part: AppendPart) -> Appe
     };
     partition.log.set_high_watermark(partition.log.written_offset());
     if acks == -1 && config.acks_all_flush {
-        if let Err(error) = partition.log.flush().await {
-            context.partitions.check_fatal(&partition, error);
-            return Err(error);
-        }
+        let (context, flushing) = (context.clone(), partition.clone());
+        // The fatal-I/O check goes with the flush: it runs even if nobody waits for the flush any more.
+        let flush = async move {
+            let flushed = flushing.log.flush().await;
+            if let Err(error) = flushed {
+                context.partitions.check_fatal(&flushing, error);
+            }
+            flushed
+        };
+        wait_for_flush(flush_timeout, flush).await?;
     }
     Ok(info)
+}
+
+/// Waits at most `limit` (the request's `timeout_ms`) for an acks=-1 flush: `REQUEST_TIMED_OUT` if it
+/// takes longer. The flush is polled once here: if it finishes without waiting (everything was already
+/// durable) that answer stands whatever the limit, as Kafka answers at once when the acks asked for are
+/// already satisfied. Otherwise it goes on as a detached task, so a wait that times out never cuts the
+/// fdatasync short (a log's in-flight state must be cleared by the code that set it): the data may
+/// still become durable after the timeout was answered, as in Kafka, where a timed-out produce may
+/// still be replicated.
+async fn wait_for_flush<F>(limit: Duration, flush: F) -> Result<(), ErrorCode>
+where
+    F: Future<Output = Result<(), ErrorCode>> + 'static,
+{
+    let mut flush = Box::pin(flush);
+    if let Some(flushed) = poll_once(&mut flush).await {
+        return flushed;
+    }
+    // Spawned in the same poll as the one above: no await in between where the flush could be dropped.
+    let flushing = spawn_detached(flush);
+    match timeout(limit, flushing).await {
+        Some(Some(flushed)) => flushed,
+        // The executor is stopping.
+        Some(None) => Err(ErrorCode::KafkaStorageError),
+        None => Err(ErrorCode::RequestTimedOut),
+    }
 }
 
 /// Sets the partition leader epoch of every whole batch to [`LEADER_EPOCH`] (not covered by the CRC).
@@ -206,5 +248,75 @@ fn stamp_leader_epoch(records: &mut BytesMut) {
     for length in lengths {
         set_partition_leader_epoch(&mut records[start..start + length], LEADER_EPOCH);
         start += length;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use spate_core::runtime::{sleep, PoolConfig, Shard, ShardPlacement, ShardPool};
+
+    use super::*;
+
+    /// Runs `test` on a one-shard executor (timers and detached tasks need one).
+    fn on_a_shard<F: Future<Output = ()> + 'static>(test: fn() -> F) {
+        let config = PoolConfig::new("test-produce", ShardPlacement::first_cpus_or_unpinned(1));
+        let pool = ShardPool::start(config, |_| move |_: Shard<(), ()>| test()).expect("executor");
+        for (shard, result) in pool.join() {
+            result.unwrap_or_else(|error| panic!("shard {shard}: {error}"));
+        }
+    }
+
+    #[test]
+    fn a_flush_that_never_ends_times_out() {
+        on_a_shard(|| async {
+            let waited = wait_for_flush(Duration::from_millis(10), std::future::pending()).await;
+            assert_eq!(waited, Err(ErrorCode::RequestTimedOut));
+        });
+    }
+
+    #[test]
+    fn a_timed_out_flush_is_not_cancelled() {
+        on_a_shard(|| async {
+            let done = Rc::new(Cell::new(false));
+            let flag = done.clone();
+            let flush = async move {
+                sleep(Duration::from_millis(50)).await;
+                flag.set(true);
+                Ok(())
+            };
+            assert_eq!(wait_for_flush(Duration::from_millis(1), flush).await, Err(ErrorCode::RequestTimedOut));
+            assert!(!done.get());
+            sleep(Duration::from_millis(500)).await;
+            assert!(done.get(), "the flush ran on after the wait timed out");
+        });
+    }
+
+    #[test]
+    fn a_flush_within_the_limit_answers_its_result() {
+        on_a_shard(|| async {
+            let slow_ok = async {
+                sleep(Duration::from_millis(5)).await;
+                Ok(())
+            };
+            assert_eq!(wait_for_flush(Duration::from_secs(30), slow_ok).await, Ok(()));
+            let slow_error = async {
+                sleep(Duration::from_millis(5)).await;
+                Err(ErrorCode::KafkaStorageError)
+            };
+            assert_eq!(wait_for_flush(Duration::from_secs(30), slow_error).await, Err(ErrorCode::KafkaStorageError));
+        });
+    }
+
+    #[test]
+    fn a_flush_with_nothing_to_wait_for_succeeds_even_with_no_time() {
+        on_a_shard(|| async {
+            assert_eq!(wait_for_flush(Duration::ZERO, async { Ok(()) }).await, Ok(()));
+            assert_eq!(
+                wait_for_flush(Duration::ZERO, async { Err(ErrorCode::KafkaStorageError) }).await,
+                Err(ErrorCode::KafkaStorageError)
+            );
+        });
     }
 }

@@ -6,6 +6,7 @@
 //! - [`partitions`]: this shard's logs, the fatal-I/O rule, the background ticker's work.
 //! - [`producer_ids`]: InitProducerId's id blocks, persisted next to the topic table.
 //! - [`messages`]: every cross-shard request and reply, and the handler that serves them.
+//! - [`scatter`]: a request's partitions sent to their owners, all at once, and the answers put back.
 //!
 //! A shard's life: [`start`] opens its disk and the partitions it owns, then serves cross-shard
 //! calls and runs a ticker (interval flushes, retention); the server accepts connections; at shutdown
@@ -15,6 +16,7 @@ pub mod controller;
 pub mod messages;
 pub mod partitions;
 pub mod producer_ids;
+pub mod scatter;
 pub mod topics;
 
 use std::cell::{Cell, RefCell};
@@ -39,10 +41,6 @@ use topics::TopicTable;
 
 /// This shard's runtime handle, typed with Spate's cross-shard messages.
 pub type ShardHandle = Shard<ShardRequest, ShardReply>;
-
-/// A request's partitions grouped by owner shard: their (topic, partition) positions in the request
-/// and what to send the owner for each, in the same order.
-pub type ByOwner<P> = std::collections::BTreeMap<ShardId, (Vec<(usize, usize)>, Vec<P>)>;
 
 /// How long a stopping shard waits for the others to drain their connections before closing its logs.
 pub const DRAIN_BARRIER_WAIT: Duration = Duration::from_secs(3);

@@ -168,8 +168,21 @@ impl Drop for Broker {
     }
 }
 
+/// A port no other broker of this test process will be given, even after this one stops for a restart:
+/// taken from a per-process counter below the kernel's ephemeral range (so no client socket holds it
+/// either), skipping ports something else is bound to.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ =
+        NEXT.compare_exchange(0, 20_000 + (std::process::id() % 500) as u16 * 24, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "ran out of test ports");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs kcat; fails the test with an install hint if it is not there.

@@ -5,7 +5,8 @@
 //!    topic table copy (`UNKNOWN_TOPIC_OR_PARTITION`, or `UNKNOWN_TOPIC_ID` for v13+ ids);
 //! 2. **read**: the partitions are grouped by owner shard and read there, all owners at once
 //!    ([`owner::read`]), never waiting for data;
-//! 3. the reads are trimmed in request order to the request's `max_bytes` (KIP-74: the first batch of
+//! 3. the reads are trimmed in request order to the request's `max_bytes`, or to the smaller response
+//!    size the connection reserved for it in the memory budget (`crate::budget`) (KIP-74: the first batch of
 //!    the first partition with data is always sent whole, even if larger; after it, a partition's
 //!    batches are sent only while they fit, and a partition whose first batch exceeds its
 //!    `partition_max_bytes` sends nothing). Owners read up to `partition_max_bytes` each without
@@ -45,6 +46,7 @@ use crate::dispatch::Answer;
 use crate::guard::schemas::FETCH;
 use crate::header::RequestHeader;
 use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::scatter::Scatter;
 use crate::shard::{join_all, ShardContext};
 use encode::{FetchAnswer, PartitionAnswer, TopicAnswer};
 use owner::{PartitionRead, ReadCall, ReadPart, WatchCall};
@@ -62,11 +64,18 @@ struct Target {
     part: ReadPart,
 }
 
-/// Answers one Fetch request.
+/// Answers one Fetch request, its records limited to `max_bytes` and to `response_limit`, what the
+/// connection reserved for the response in the shard's memory budget (`crate::budget`; Kafka allows
+/// fewer bytes than `max_bytes`, and the first batch still goes whole).
 ///
 /// # Panics
 /// If `header` is not a Fetch header: dispatch sent the wrong request here.
-pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes) -> Result<Answer, HandlerError> {
+pub async fn handle(
+    context: &ShardContext,
+    header: &RequestHeader,
+    body: Bytes,
+    response_limit: usize,
+) -> Result<Answer, HandlerError> {
     assert_eq!(header.api_key, ApiKey::Fetch, "misrouted request");
     let version = header.api_version;
     let request: FetchRequest = super::decode_checked(header, &FETCH, body)?;
@@ -78,7 +87,7 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
     let deadline =
         Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
-    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0).min(response_limit);
     let resolution_failed =
         answer.topics.iter().flat_map(|topic| &topic.partitions).any(|partition| partition.error_code != 0);
     let reads = loop {
@@ -164,29 +173,23 @@ fn resolve(context: &ShardContext, version: i16, request: &FetchRequest) -> (Fet
 
 /// Reads every target on its owner, all owners at once; results in target order.
 async fn read_all(context: &ShardContext, targets: &[Target]) -> Vec<PartitionRead> {
-    let mut groups: BTreeMap<ShardId, (Vec<usize>, Vec<ReadPart>)> = BTreeMap::new();
+    let mut scatter: Scatter<usize, ReadPart> = Scatter::new();
     for (index, target) in targets.iter().enumerate() {
-        let group = groups.entry(target.owner).or_default();
-        group.0.push(index);
-        group.1.push(target.part);
+        scatter.add(target.owner, index, target.part);
     }
-    let calls: Vec<_> = groups
-        .into_iter()
-        .map(|(owner, (indexes, parts))| async move {
-            let count = parts.len();
-            let reads = match context.call(owner, ShardRequest::Fetch(ReadCall { parts })).await {
-                Ok(ShardReply::Fetch(reads)) if reads.len() == count => reads,
-                _ => vec![PartitionRead::failed(ErrorCode::NotLeaderOrFollower); count],
-            };
-            (indexes, reads)
-        })
-        .collect();
     let mut reads = vec![PartitionRead::failed(ErrorCode::UnknownServerError); targets.len()];
-    for (indexes, group) in join_all(calls).await {
-        for (index, read) in indexes.into_iter().zip(group) {
-            reads[index] = read;
-        }
-    }
+    scatter
+        .gather(
+            context,
+            &mut reads[..],
+            |parts| ShardRequest::Fetch(ReadCall { parts }),
+            |reply| match reply {
+                ShardReply::Fetch(reads) => Some(reads),
+                _ => None,
+            },
+            PartitionRead::failed(ErrorCode::NotLeaderOrFollower),
+        )
+        .await;
     reads
 }
 
