@@ -44,6 +44,12 @@ const DECODED_HERE: &[ApiKey] = &[
     ApiKey::CreatePartitions,
     ApiKey::IncrementalAlterConfigs,
     ApiKey::DescribeCluster,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::JoinGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::SyncGroup,
 ];
 
 /// The decode each handler in `net::handlers` runs before anything else (keep in step with
@@ -71,6 +77,12 @@ fn decode_body(request: &Request) -> Result<(), HandlerError> {
             decode_checked::<IncrementalAlterConfigsRequest>(header, &INCREMENTAL_ALTER_CONFIGS, body).map(drop)
         }
         ApiKey::DescribeCluster => decode_checked::<DescribeClusterRequest>(header, &DESCRIBE_CLUSTER, body).map(drop),
+        ApiKey::OffsetCommit => decode_checked::<OffsetCommitRequest>(header, &OFFSET_COMMIT, body).map(drop),
+        ApiKey::OffsetFetch => decode_checked::<OffsetFetchRequest>(header, &OFFSET_FETCH, body).map(drop),
+        ApiKey::JoinGroup => decode_checked::<JoinGroupRequest>(header, &JOIN_GROUP, body).map(drop),
+        ApiKey::Heartbeat => decode_checked::<HeartbeatRequest>(header, &HEARTBEAT, body).map(drop),
+        ApiKey::LeaveGroup => decode_checked::<LeaveGroupRequest>(header, &LEAVE_GROUP, body).map(drop),
+        ApiKey::SyncGroup => decode_checked::<SyncGroupRequest>(header, &SYNC_GROUP, body).map(drop),
         api_key => unreachable!("{api_key:?} is routed to a handler but this target does not decode it"),
     }
 }

@@ -12,6 +12,7 @@
 //! max_connections_per_shard = 10000    # connections beyond this are closed on accept
 //! auto_create_topics_enable = true     # Metadata requests create unknown topics (Kafka's default)
 //! num_partitions = 1                   # partitions of auto-created topics and of CreateTopics with -1
+//! offsets_topic_num_partitions = 50    # partitions of __consumer_offsets when it is created (Kafka's default)
 //! batch_cache_bytes_per_shard = 268435456 # default: min(256 MiB, physical RAM / 4 / shards)
 //! memory_budget_bytes_per_shard = 536870912 # requests and responses in flight; default: physical
 //!                                           # RAM / 4 / shards, within 64 MiB..=512 MiB
@@ -97,6 +98,8 @@ pub struct Settings {
     pub auto_create_topics_enable: Option<bool>,
     /// Partitions of auto-created topics and of CreateTopics asking for the default.
     pub num_partitions: Option<i32>,
+    /// Partitions of `__consumer_offsets` when Spate creates it (Kafka's `offsets.topic.num.partitions`).
+    pub offsets_topic_num_partitions: Option<i32>,
     /// Batch cache budget of each shard, in bytes.
     pub batch_cache_bytes_per_shard: Option<usize>,
     /// How often retention runs, in milliseconds.
@@ -127,6 +130,7 @@ impl Settings {
             max_connections_per_shard: overrides.max_connections_per_shard.or(self.max_connections_per_shard),
             auto_create_topics_enable: overrides.auto_create_topics_enable.or(self.auto_create_topics_enable),
             num_partitions: overrides.num_partitions.or(self.num_partitions),
+            offsets_topic_num_partitions: overrides.offsets_topic_num_partitions.or(self.offsets_topic_num_partitions),
             batch_cache_bytes_per_shard: overrides.batch_cache_bytes_per_shard.or(self.batch_cache_bytes_per_shard),
             retention_check_interval_ms: overrides.retention_check_interval_ms.or(self.retention_check_interval_ms),
             memory_budget_bytes_per_shard: overrides
@@ -187,6 +191,14 @@ impl Settings {
         if num_partitions < 1 {
             return Err(ConfigError(format!("num_partitions {num_partitions} must be at least 1")));
         }
+        let offsets_topic_num_partitions =
+            self.offsets_topic_num_partitions.unwrap_or(crate::group::OFFSETS_TOPIC_PARTITIONS);
+        if !(1..=crate::shard::controller::MAX_PARTITIONS_PER_TOPIC).contains(&offsets_topic_num_partitions) {
+            return Err(ConfigError(format!(
+                "offsets_topic_num_partitions {offsets_topic_num_partitions} must be 1..={}",
+                crate::shard::controller::MAX_PARTITIONS_PER_TOPIC
+            )));
+        }
         let mut defaults = Vec::new();
         for (key, value) in self.topic_defaults.unwrap_or_default() {
             let text = match value {
@@ -228,6 +240,7 @@ impl Settings {
             topics: TopicSettings {
                 auto_create: self.auto_create_topics_enable.unwrap_or(true),
                 num_partitions,
+                offsets_topic_num_partitions,
                 defaults,
             },
             batch_cache_bytes_per_shard: self.batch_cache_bytes_per_shard,
@@ -273,6 +286,8 @@ pub struct TopicSettings {
     pub auto_create: bool,
     /// `num.partitions`.
     pub num_partitions: i32,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_num_partitions: i32,
     /// Kafka's topic defaults with the broker's `[topic_defaults]` applied.
     pub defaults: TopicDefaults,
 }
@@ -331,6 +346,7 @@ mod tests {
         assert_eq!(config.max_connections_per_shard, 10_000);
         assert!(config.topics.auto_create);
         assert_eq!(config.topics.num_partitions, 1);
+        assert_eq!(config.topics.offsets_topic_num_partitions, 50);
         assert_eq!(config.topics.defaults, TopicDefaults::default());
         assert_eq!(config.batch_cache_bytes_per_shard, None);
         assert_eq!(config.retention_check_interval, Duration::from_secs(300));
@@ -358,6 +374,7 @@ mod tests {
 
         for bad in [
             "num_partitions = 0",
+            "offsets_topic_num_partitions = 0",
             "[topic_defaults]\n\"retention.ms\" = \"soon\"",
             "[topic_defaults]\n\"no.such.key\" = 1",
             "[topic_defaults]\n\"retention.ms\" = 1.5",

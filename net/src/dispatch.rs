@@ -128,6 +128,12 @@ pub async fn dispatch(frame: Bytes, context: &ShardContext, response_limit: usiz
         ApiKey::CreatePartitions => handlers::create_partitions::handle(context, header, body).await,
         ApiKey::IncrementalAlterConfigs => handlers::incremental_alter_configs::handle(context, header, body).await,
         ApiKey::DescribeCluster => handlers::describe_cluster::handle(context, header, body).await,
+        ApiKey::OffsetCommit => handlers::offset_commit::handle(context, header, body).await,
+        ApiKey::OffsetFetch => handlers::offset_fetch::handle(context, header, body).await,
+        ApiKey::JoinGroup => handlers::join_group::handle(context, header, body).await,
+        ApiKey::Heartbeat => handlers::heartbeat::handle(context, header, body).await,
+        ApiKey::LeaveGroup => handlers::leave_group::handle(context, header, body).await,
+        ApiKey::SyncGroup => handlers::sync_group::handle(context, header, body).await,
         // `versions` marks an API implemented only once it has an arm here; the tests check.
         api_key => {
             return Err(DispatchError::NotImplemented {
@@ -184,8 +190,8 @@ mod tests {
     fn unknown_unimplemented_and_unsupported_requests_are_refused() {
         let unknown = route(frame(9999, 0, &[])).err().unwrap();
         assert!(matches!(unknown, DispatchError::Header(HeaderError::UnknownApiKey { api_key: 9999, .. })));
-        let join_group = route(frame(11, 0, &[])).err().unwrap();
-        assert!(matches!(join_group, DispatchError::NotImplemented { api_key: ApiKey::JoinGroup, .. }));
+        let describe_groups = route(frame(15, 0, &[])).err().unwrap();
+        assert!(matches!(describe_groups, DispatchError::NotImplemented { api_key: ApiKey::DescribeGroups, .. }));
         let too_new = route(frame(3, 13, &[])).err().unwrap();
         assert!(matches!(too_new, DispatchError::UnsupportedVersion { api_key: ApiKey::Metadata, .. }));
         assert!(too_new.to_string().contains("versions 0 to 12"), "{too_new}");

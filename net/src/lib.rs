@@ -30,6 +30,7 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod frame;
+pub mod group;
 pub mod guard;
 pub mod handlers;
 pub mod header;

@@ -66,12 +66,18 @@ const fn entry(api_key: ApiKey, min: i16, max: i16, implemented: bool) -> ApiSup
 pub const API_VERSIONS: ApiSupport = entry(ApiKey::ApiVersions, 0, 4, true);
 
 /// The target table, in API key order.
-const TABLE: [ApiSupport; 16] = [
+const TABLE: [ApiSupport; 22] = [
     ApiSupport { api_key: ApiKey::Produce, advertised: range(0, 11), handled: range(3, 11), implemented: true },
     entry(ApiKey::Fetch, 4, 16, true),
     entry(ApiKey::ListOffsets, 1, 8, true),
     entry(ApiKey::Metadata, 0, 12, true),
+    entry(ApiKey::OffsetCommit, 2, 9, true),
+    entry(ApiKey::OffsetFetch, 1, 9, true),
     entry(ApiKey::FindCoordinator, 0, 4, true),
+    entry(ApiKey::JoinGroup, 0, 9, true),
+    entry(ApiKey::Heartbeat, 0, 4, true),
+    entry(ApiKey::LeaveGroup, 0, 5, true),
+    entry(ApiKey::SyncGroup, 0, 5, true),
     API_VERSIONS,
     entry(ApiKey::CreateTopics, 2, 7, true),
     entry(ApiKey::DeleteTopics, 1, 6, true),
@@ -130,6 +136,12 @@ mod tests {
                 both::<IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse>()
             }
             ApiKey::DescribeCluster => both::<DescribeClusterRequest, DescribeClusterResponse>(),
+            ApiKey::OffsetCommit => both::<OffsetCommitRequest, OffsetCommitResponse>(),
+            ApiKey::OffsetFetch => both::<OffsetFetchRequest, OffsetFetchResponse>(),
+            ApiKey::JoinGroup => both::<JoinGroupRequest, JoinGroupResponse>(),
+            ApiKey::Heartbeat => both::<HeartbeatRequest, HeartbeatResponse>(),
+            ApiKey::LeaveGroup => both::<LeaveGroupRequest, LeaveGroupResponse>(),
+            ApiKey::SyncGroup => both::<SyncGroupRequest, SyncGroupResponse>(),
             other => panic!("{other:?} is not in the table"),
         }
     }
@@ -193,6 +205,8 @@ mod tests {
         let api_versions = lookup(ApiKey::ApiVersions).unwrap();
         assert!(api_versions.handles(0) && api_versions.handles(4));
         assert!(!api_versions.handles(5) && !api_versions.handles(-1));
-        assert_eq!(lookup(ApiKey::JoinGroup), None);
+        assert_eq!(lookup(ApiKey::DescribeGroups), None);
+        let join_group = lookup(ApiKey::JoinGroup).unwrap();
+        assert!(join_group.handles(0) && join_group.handles(9) && !join_group.handles(10));
     }
 }

@@ -102,11 +102,11 @@ suite_command() {
   local venv_python=$cache/venv/bin/python
   case $1 in
     python-confluent | kafka-python)
-      local file=test_confluent.py
-      [ "$1" = kafka-python ] && file=test_kafka_python.py
+      local files=(test_confluent.py test_groups.py)
+      [ "$1" = kafka-python ] && files=(test_kafka_python.py)
       [ -x "$venv_python" ] || { echo "missing $venv_python: run scripts/install-clients.sh python" >&2; return 1; }
       PYTHONDONTWRITEBYTECODE=1 timeout -k 5 "$suite_timeout" "$venv_python" -m pytest -q \
-        --rootdir "$root/tests/clients/python" "$root/tests/clients/python/$file"
+        --rootdir "$root/tests/clients/python" "${files[@]/#/$root/tests/clients/python/}"
       ;;
     java)
       [ -d "$cache/java/classes" ] || { echo "missing $cache/java: run scripts/install-clients.sh java" >&2; return 1; }

@@ -211,6 +211,103 @@ pub const DELETE_RECORDS: Schema = Schema {
     first_flexible_version: 2,
 };
 
+const JOIN_GROUP_PROTOCOL: &[Field] = &[always("name", Kind::Str), always("metadata", Kind::Bytes)];
+/// JoinGroupRequest v0–9.
+pub const JOIN_GROUP: Schema = Schema {
+    fields: &[
+        always("group_id", Kind::Str),
+        always("session_timeout_ms", Kind::I32),
+        since("rebalance_timeout_ms", Kind::I32, 1),
+        always("member_id", Kind::Str),
+        since("group_instance_id", Kind::Str, 5),
+        always("protocol_type", Kind::Str),
+        always("protocols", Kind::Array(JOIN_GROUP_PROTOCOL)),
+        since("reason", Kind::Str, 8),
+    ],
+    first_flexible_version: 6,
+};
+
+const SYNC_GROUP_ASSIGNMENT: &[Field] = &[always("member_id", Kind::Str), always("assignment", Kind::Bytes)];
+/// SyncGroupRequest v0–5.
+pub const SYNC_GROUP: Schema = Schema {
+    fields: &[
+        always("group_id", Kind::Str),
+        always("generation_id", Kind::I32),
+        always("member_id", Kind::Str),
+        since("group_instance_id", Kind::Str, 3),
+        since("protocol_type", Kind::Str, 5),
+        since("protocol_name", Kind::Str, 5),
+        always("assignments", Kind::Array(SYNC_GROUP_ASSIGNMENT)),
+    ],
+    first_flexible_version: 4,
+};
+
+/// HeartbeatRequest v0–4.
+pub const HEARTBEAT: Schema = Schema {
+    fields: &[
+        always("group_id", Kind::Str),
+        always("generation_id", Kind::I32),
+        always("member_id", Kind::Str),
+        since("group_instance_id", Kind::Str, 3),
+    ],
+    first_flexible_version: 4,
+};
+
+const LEAVE_GROUP_MEMBER: &[Field] =
+    &[always("member_id", Kind::Str), always("group_instance_id", Kind::Str), since("reason", Kind::Str, 5)];
+/// LeaveGroupRequest v0–5.
+pub const LEAVE_GROUP: Schema = Schema {
+    fields: &[
+        always("group_id", Kind::Str),
+        between("member_id", Kind::Str, 0, 2),
+        since("members", Kind::Array(LEAVE_GROUP_MEMBER), 3),
+    ],
+    first_flexible_version: 4,
+};
+
+const OFFSET_COMMIT_PARTITION: &[Field] = &[
+    always("partition_index", Kind::I32),
+    always("committed_offset", Kind::I64),
+    since("committed_leader_epoch", Kind::I32, 6),
+    always("committed_metadata", Kind::Str),
+];
+const OFFSET_COMMIT_TOPIC: &[Field] =
+    &[always("name", Kind::Str), always("partitions", Kind::Array(OFFSET_COMMIT_PARTITION))];
+/// OffsetCommitRequest v2–9.
+pub const OFFSET_COMMIT: Schema = Schema {
+    fields: &[
+        always("group_id", Kind::Str),
+        always("generation_id_or_member_epoch", Kind::I32),
+        always("member_id", Kind::Str),
+        since("group_instance_id", Kind::Str, 7),
+        between("retention_time_ms", Kind::I64, 2, 4),
+        always("topics", Kind::Array(OFFSET_COMMIT_TOPIC)),
+    ],
+    first_flexible_version: 8,
+};
+
+const OFFSET_FETCH_TOPIC: &[Field] = &[always("name", Kind::Str), always("partition_indexes", Kind::Int32Array)];
+const OFFSET_FETCH_GROUP: &[Field] = &[
+    always("group_id", Kind::Str),
+    since("member_id", Kind::Str, 9),
+    since("member_epoch", Kind::I32, 9),
+    always("topics", Kind::Array(OFFSET_FETCH_TOPIC)),
+];
+/// OffsetFetchRequest v1–9.
+pub const OFFSET_FETCH: Schema = Schema {
+    fields: &[
+        between("group_id", Kind::Str, 0, 7),
+        between("topics", Kind::Array(OFFSET_FETCH_TOPIC), 0, 7),
+        since("groups", Kind::Array(OFFSET_FETCH_GROUP), 8),
+        since("require_stable", Kind::I8, 7),
+    ],
+    first_flexible_version: 6,
+};
+
+#[cfg(test)]
+#[path = "group_schema_tests.rs"]
+mod group_tests;
+
 #[cfg(test)]
 #[path = "admin_schema_tests.rs"]
 mod admin_tests;

@@ -4,7 +4,8 @@
 //! (type 1): the answer is this broker's advertised address. Transactions themselves are refused at
 //! InitProducerId (`TRANSACTIONAL_ID_AUTHORIZATION_FAILED`, see `init_producer_id`), so a
 //! transactional client fails there, at once and clearly, rather than retrying a missing coordinator.
-//! Group APIs (JoinGroup, OffsetCommit, ...) are issue 5. Any other key type (2, share groups) is
+//! Inside the node, each group is served by the shard owning its `__consumer_offsets` partition
+//! (`crate::group`); clients never see shards. Any other key type (2, share groups) is
 //! `INVALID_REQUEST`.
 
 use bytes::Bytes;

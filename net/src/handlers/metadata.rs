@@ -233,7 +233,7 @@ fn describe(version: i16, topic: &TopicEntry, node_id: i32) -> MetadataResponseT
     let answer = MetadataResponseTopic::default()
         .with_error_code(0)
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
-        .with_is_internal(false)
+        .with_is_internal(topic.name == crate::group::OFFSETS_TOPIC)
         .with_partitions(partitions);
     if version >= FIRST_TOPIC_ID_VERSION {
         answer.with_topic_id(topic.id)

@@ -13,13 +13,16 @@
 //! | `Controller` | admin handlers (DeleteTopics, CreatePartitions, configs, InitProducerId) | shard 0 | the controller's other mutations |
 //! | `DeleteRecords` | DeleteRecords handler | partition owners | move log start offsets |
 //! | `LogSizes` | DescribeLogDirs handler | partition owners | each log's size in bytes |
+//! | `Group` | group handlers (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch) | the group's coordinating shard | group membership and committed offsets (JoinGroup and SyncGroup wait there for the rebalance) |
 //! | `Drained` | every shard at shutdown | shard 0 | barrier before logs are closed |
 //!
 //! Requests that touch logs or the controller run as detached tasks ([`spawn_detached`]): a call a
 //! shard makes to itself runs in the caller's future, and a caller dropped halfway (its client
 //! disconnected) must not cut an append or a topic creation short. No handler here waits on another
 //! shard except the controller's broadcasts (to handlers that do only local work) and the barrier, so
-//! calls cannot deadlock in cycles, and no handler waits for a client's long poll (see `Watch`).
+//! calls cannot deadlock in cycles, and no handler waits for a client's long poll (see `Watch`) —
+//! except `Group`: a JoinGroup or SyncGroup waits on the coordinating shard for its rebalance round
+//! (bounded by the rebalance and session timeouts, and by shutdown), holding one call slot meanwhile.
 
 use std::rc::Rc;
 
@@ -58,6 +61,8 @@ pub enum ShardRequest {
     DeleteRecords(DeleteRecordsCall),
     /// Sizes of these partitions you own (`None`: not open here).
     LogSizes(Vec<(uuid::Uuid, i32)>),
+    /// A group call, to the shard coordinating the group.
+    Group(Box<crate::group::state::Addressed>),
     /// To shard 0 at shutdown: this shard's connections are done.
     Drained,
 }
@@ -82,6 +87,8 @@ pub enum ShardReply {
     DeleteRecords(Vec<DeleteRecordsOutcome>),
     /// One size per partition, in order.
     LogSizes(Vec<Option<u64>>),
+    /// The coordinator's answer to `Group`.
+    Group(Box<crate::group::GroupReply>),
     /// The shard is stopping and could not act.
     Unavailable,
 }
@@ -125,6 +132,7 @@ async fn handle_detached(context: Rc<ShardContext>, request: ShardRequest) -> Sh
         ShardRequest::Produce(call) => ShardReply::Produce(produce::append_on_owner(&context, call).await),
         ShardRequest::Fetch(call) => ShardReply::Fetch(fetch_owner::read(&context, call).await),
         ShardRequest::ListOffsets(call) => ShardReply::ListOffsets(list_offsets::on_owner(&context, call).await),
+        ShardRequest::Group(call) => ShardReply::Group(Box::new(crate::group::on_owner(&context, *call).await)),
         ShardRequest::InstallTopics(_)
         | ShardRequest::Wake(_)
         | ShardRequest::Watch(_)

@@ -76,6 +76,8 @@ pub struct ShardContext {
     pub controller: Option<Controller>,
     /// Long-polling fetches on this shard waiting to be woken.
     pub waiters: Waiters,
+    /// The consumer groups this shard coordinates (see [`crate::group`]).
+    pub groups: crate::group::Groups,
     /// Triggered when the shard shuts down.
     pub shutdown: Rc<LocalSignal>,
     topics: RefCell<Rc<TopicTable>>,
@@ -136,11 +138,13 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
         partitions,
         controller,
         waiters: Waiters::default(),
+        groups: crate::group::Groups::default(),
         shutdown: shutdown.clone(),
         topics: RefCell::new(Rc::new(setup.table)),
         drained: Cell::new(0),
         drained_event: Event::new(),
     });
+    context.groups.load(&context).await;
     let weak = Rc::downgrade(&context);
     shard.serve(move |from, request| {
         let context = weak.upgrade();
@@ -162,6 +166,14 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
             }
             ticker.partitions.tick(due).await;
             futures_lite::future::or(sleep(TICK_INTERVAL), ticker.shutdown.wait()).await;
+        }
+    })
+    .detach();
+    let group_ticker = context.clone();
+    spawn_local(async move {
+        while !group_ticker.shutdown.is_triggered() {
+            group_ticker.groups.tick();
+            futures_lite::future::or(sleep(crate::group::state::GROUP_TICK), group_ticker.shutdown.wait()).await;
         }
     })
     .detach();

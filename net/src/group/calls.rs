@@ -1,0 +1,54 @@
+//! The group requests a connection's shard sends to the coordinating shard, and their answers.
+
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, SyncGroupRequest, SyncGroupResponse,
+};
+use uuid::Uuid;
+
+use super::offsets::Committed;
+
+/// A group call, addressed to the offsets partition whose shard coordinates the group.
+pub struct Addressed {
+    /// The offsets topic's id.
+    pub topic_id: Uuid,
+    /// The group's offsets partition.
+    pub partition: i32,
+    /// The call.
+    pub call: GroupCall,
+}
+
+/// One partition's commit: topic, partition, what to store.
+pub type CommitPart = (String, i32, Committed);
+
+/// A group request, decoded by the handler on the connection's shard.
+pub enum GroupCall {
+    /// JoinGroup at `version`, from `client_id`.
+    Join(JoinGroupRequest, i16, String),
+    /// SyncGroup.
+    Sync(SyncGroupRequest),
+    /// Heartbeat.
+    Heartbeat(HeartbeatRequest),
+    /// LeaveGroup at `version`.
+    Leave(LeaveGroupRequest, i16),
+    /// OffsetCommit: group, generation, member id, the partitions.
+    Commit { group: String, generation: i32, member_id: String, parts: Vec<CommitPart> },
+    /// OffsetFetch of one group: `None`: every partition with a committed offset.
+    Fetch { group: String, partitions: Option<Vec<(String, i32)>> },
+}
+
+/// The coordinator's answer.
+pub enum GroupReply {
+    /// JoinGroup's response (to encode at the request's version).
+    Join(JoinGroupResponse),
+    /// SyncGroup's response.
+    Sync(SyncGroupResponse),
+    /// A bare error code (Heartbeat).
+    Code(i16),
+    /// LeaveGroup: top-level error, per-member answers.
+    Leave(i16, Vec<MemberResponse>),
+    /// OffsetCommit: one error code per part (or one for all: the group check failed).
+    Commit(Result<Vec<i16>, i16>),
+    /// OffsetFetch: (topic, partition, committed or none).
+    Fetch(Result<Vec<(String, i32, Option<Committed>)>, i16>),
+}

@@ -1,0 +1,205 @@
+//! Committed offsets as records of `__consumer_offsets`, in Kafka's layout
+//! (`GroupCoordinatorRecordSerde`: `OffsetCommitKey` / `OffsetCommitValue`):
+//!
+//! ```text
+//! key   v1: version i16 = 1 | group string | topic string | partition i32
+//! value v3: version i16 = 3 | offset i64 | leader_epoch i32 | metadata string | commit_timestamp i64
+//! ```
+//!
+//! Strings are i16-length-prefixed UTF-8. Values v0–v2 (Kafka's older layouts) are read too; a null
+//! value is a tombstone (the offset was deleted). Keys of version 2 (group metadata) are skipped:
+//! Spate does not persist group membership yet.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::BytesMut;
+use spate_core::batch::{build_batch, BatchHeader, BatchOptions, Compression, BATCH_HEADER_LEN};
+use spate_core::record::{RecordIter, RecordSpec};
+use storage::disk::dma::DmaDisk;
+use storage::Log;
+use tracing::warn;
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The offset (the next one the group will consume).
+    pub offset: i64,
+    /// The leader epoch of the last consumed record, -1 if unknown.
+    pub leader_epoch: i32,
+    /// The client's metadata string.
+    pub metadata: String,
+    /// When it was committed (ms since the epoch).
+    pub commit_timestamp: i64,
+}
+
+/// Committed offsets of the groups on one shard: group → (topic, partition) → offset.
+pub type OffsetMap = HashMap<String, BTreeMap<(String, i32), Committed>>;
+
+fn put_string(out: &mut Vec<u8>, value: &str) {
+    let bytes = value.as_bytes();
+    out.extend_from_slice(&(bytes.len().min(i16::MAX as usize) as i16).to_be_bytes());
+    out.extend_from_slice(&bytes[..bytes.len().min(i16::MAX as usize)]);
+}
+
+/// The record key of an offset commit (version 1).
+pub fn encode_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + group.len() + topic.len());
+    out.extend_from_slice(&1i16.to_be_bytes());
+    put_string(&mut out, group);
+    put_string(&mut out, topic);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out
+}
+
+/// The record value of an offset commit (version 3).
+pub fn encode_value(committed: &Committed) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + committed.metadata.len());
+    out.extend_from_slice(&3i16.to_be_bytes());
+    out.extend_from_slice(&committed.offset.to_be_bytes());
+    out.extend_from_slice(&committed.leader_epoch.to_be_bytes());
+    put_string(&mut out, &committed.metadata);
+    out.extend_from_slice(&committed.commit_timestamp.to_be_bytes());
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4).map(|b| i32::from_be_bytes(b.try_into().unwrap_or([0; 4])))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take(8).map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+    }
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(self.i16()?).ok()?;
+        self.take(len).map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+/// An offset commit key (versions 0 and 1): group, topic, partition. `None` for other record types.
+pub fn decode_key(key: &[u8]) -> Option<(String, String, i32)> {
+    let mut reader = Reader(key);
+    match reader.i16()? {
+        0 | 1 => Some((reader.string()?, reader.string()?, reader.i32()?)),
+        _ => None,
+    }
+}
+
+/// An offset commit value, versions 0–3 (and the v3 fields of later, flexible versions).
+pub fn decode_value(value: &[u8]) -> Option<Committed> {
+    let mut reader = Reader(value);
+    let version = reader.i16()?;
+    let offset = reader.i64()?;
+    let leader_epoch = if version >= 3 { reader.i32()? } else { -1 };
+    let metadata = reader.string()?;
+    let commit_timestamp = reader.i64()?;
+    Some(Committed { offset, leader_epoch, metadata, commit_timestamp })
+}
+
+/// One uncompressed batch holding `commits` of `group`, ready to append.
+pub fn commit_batch(group: &str, commits: &[(String, i32, Committed)], now_ms: i64) -> BytesMut {
+    let keys: Vec<Vec<u8>> = commits.iter().map(|(topic, partition, _)| encode_key(group, topic, *partition)).collect();
+    let values: Vec<Vec<u8>> = commits.iter().map(|(_, _, committed)| encode_value(committed)).collect();
+    let specs: Vec<RecordSpec<'_>> = keys
+        .iter()
+        .zip(&values)
+        .map(|(key, value)| RecordSpec { key: Some(key), value: Some(value), headers: &[], timestamp_ms: now_ms })
+        .collect();
+    BytesMut::from(&build_batch(&specs, BatchOptions::default())[..])
+}
+
+/// Applies one record of the offsets topic to `map`.
+pub fn apply_record(map: &mut OffsetMap, key: Option<&[u8]>, value: Option<&[u8]>) {
+    let Some((group, topic, partition)) = key.and_then(decode_key) else { return };
+    match value {
+        None => {
+            if let Some(offsets) = map.get_mut(&group) {
+                offsets.remove(&(topic, partition));
+                if offsets.is_empty() {
+                    map.remove(&group);
+                }
+            }
+        }
+        Some(value) => {
+            if let Some(committed) = decode_value(value) {
+                map.entry(group).or_default().insert((topic, partition), committed);
+            }
+        }
+    }
+}
+
+/// Reads `log` from its start and applies every offset commit record in it to `map`.
+pub async fn load(log: &Log<DmaDisk>, map: &mut OffsetMap) -> usize {
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    let mut records = 0;
+    while offset < end {
+        let read = match log.read(offset, 1 << 20, end).await {
+            Ok(read) => read,
+            Err(error) => {
+                warn!(?error, offset, "cannot read __consumer_offsets; committed offsets after this are lost");
+                break;
+            }
+        };
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in &read.batches {
+            let Ok(header) = BatchHeader::parse(batch) else { return records };
+            offset = header.next_offset();
+            if header.compression() != Some(Compression::None) || header.is_control() || batch.len() < BATCH_HEADER_LEN
+            {
+                continue;
+            }
+            for record in RecordIter::new(&batch[BATCH_HEADER_LEN..]).flatten() {
+                apply_record(map, record.key, record.value);
+                records += 1;
+            }
+        }
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_value_round_trip_in_kafkas_layout() {
+        let key = encode_key("g", "t", 3);
+        assert_eq!(key, [0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 3]);
+        assert_eq!(decode_key(&key), Some(("g".into(), "t".into(), 3)));
+        let committed = Committed { offset: 42, leader_epoch: 0, metadata: "m".into(), commit_timestamp: 7 };
+        let value = encode_value(&committed);
+        assert_eq!(&value[..2], &[0, 3]);
+        assert_eq!(value.len(), 2 + 8 + 4 + 3 + 8);
+        assert_eq!(decode_value(&value), Some(committed));
+        // Group metadata keys (version 2) are not offsets.
+        assert_eq!(decode_key(&[0, 2, 0, 1, b'g']), None);
+    }
+
+    #[test]
+    fn records_apply_in_order_and_tombstones_delete() {
+        let mut map = OffsetMap::new();
+        let key = encode_key("g", "t", 0);
+        let one = Committed { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 };
+        let two = Committed { offset: 2, ..one.clone() };
+        apply_record(&mut map, Some(&key), Some(&encode_value(&one)));
+        apply_record(&mut map, Some(&key), Some(&encode_value(&two)));
+        assert_eq!(map["g"][&("t".to_string(), 0)].offset, 2);
+        apply_record(&mut map, Some(&key), None);
+        assert!(map.is_empty());
+    }
+}

@@ -1,0 +1,762 @@
+//! Classic groups on their coordinating shard: members, generations, rebalances, and the committed
+//! offsets of every group this shard coordinates.
+//!
+//! A group moves through Kafka's states: `Empty` → `PreparingRebalance` (a member joined, left or
+//! timed out; every member must rejoin) → `CompletingRebalance` (the generation is formed; the leader
+//! computes the assignment client-side and sends it in SyncGroup) → `Stable`. A rebalance round ends
+//! when every known member has rejoined, or at the rebalance deadline (the longest
+//! `rebalance_timeout_ms` of the members), when members that did not rejoin are dropped. A first
+//! rebalance of an empty group waits [`INITIAL_REBALANCE_DELAY`] for more members (Kafka's
+//! `group.initial.rebalance.delay.ms`). A member that sends nothing (heartbeat, join, sync, commit)
+//! for its `session_timeout_ms` is removed and the group rebalances. The [`Groups::tick`] task, every
+//! [`GROUP_TICK`], enforces both timeouts; waiting JoinGroup and SyncGroup calls wake on the shard's
+//! group event.
+//!
+//! Static membership (KIP-345): a member with a `group.instance.id` joins without the KIP-394 round
+//! trip; when it restarts (joins again with that instance id and no member id) it takes over its old
+//! membership under a new member id, and if the group is stable and its protocols are unchanged, the
+//! group keeps its generation and assignment (no rebalance; a static leader gets `skip_assignment`).
+//! The old member id is fenced (`FENCED_INSTANCE_ID`). Not done yet: persisting group metadata,
+//! offsets retention.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::offsets::{self, Committed, OffsetMap};
+use crate::shard::partitions::now_ms;
+use crate::shard::ShardContext;
+
+/// Kafka's `group.initial.rebalance.delay.ms` default.
+pub const INITIAL_REBALANCE_DELAY: Duration = Duration::from_secs(3);
+/// Kafka's `group.min.session.timeout.ms` default.
+pub const MIN_SESSION_TIMEOUT_MS: i32 = 6_000;
+/// Kafka's `group.max.session.timeout.ms` default.
+pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
+/// Kafka's `offset.metadata.max.bytes` default.
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// How often timeouts are checked.
+pub const GROUP_TICK: Duration = Duration::from_millis(50);
+
+pub use super::calls::{Addressed, CommitPart, GroupCall, GroupReply};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+struct Member {
+    instance_id: Option<String>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    last_seen: Instant,
+    /// Rejoined in the current rebalance round (its JoinGroup is waiting).
+    joined: bool,
+    /// The JoinGroup answer, once the round completed.
+    join_result: Option<JoinGroupResponse>,
+    assignment: Bytes,
+    /// Join order, for choosing a new leader.
+    since: u64,
+}
+
+struct Group {
+    state: State,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// KIP-394: member ids handed out with MEMBER_ID_REQUIRED, until they expire.
+    pending: HashMap<String, Instant>,
+    rebalance_started: Instant,
+    initial_delay_until: Option<Instant>,
+    next_since: u64,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            state: State::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            rebalance_started: Instant::now(),
+            initial_delay_until: None,
+            next_since: 0,
+        }
+    }
+
+    /// The member id holding static `instance` id, if any.
+    fn static_member(&self, instance: &str) -> Option<String> {
+        self.members.iter().find(|(_, m)| m.instance_id.as_deref() == Some(instance)).map(|(id, _)| id.clone())
+    }
+
+    /// FENCED_INSTANCE_ID if `instance` belongs to another member than `member_id`.
+    fn fenced(&self, instance: Option<&StrBytes>, member_id: &str) -> bool {
+        instance.and_then(|instance| self.static_member(instance.as_str())).is_some_and(|owner| owner != member_id)
+    }
+
+    /// Names every member supports.
+    fn common_protocols(&self) -> Vec<String> {
+        let mut members = self.members.values();
+        let Some(first) = members.next() else { return Vec::new() };
+        let mut common: Vec<String> = first.protocols.iter().map(|(name, _)| name.clone()).collect();
+        for member in members {
+            common.retain(|name| member.protocols.iter().any(|(other, _)| other == name));
+        }
+        common
+    }
+
+    /// Kafka's `supportsProtocols`: a joining member's type and protocols fit the group.
+    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if protocol_type.is_empty() || protocols.is_empty() {
+            return false;
+        }
+        if self.members.is_empty() {
+            return true;
+        }
+        self.protocol_type.as_deref() == Some(protocol_type)
+            && self.common_protocols().iter().any(|name| protocols.iter().any(|(other, _)| other == name))
+    }
+
+    fn prepare_rebalance(&mut self) {
+        if self.state == State::PreparingRebalance {
+            return;
+        }
+        let now = Instant::now();
+        self.initial_delay_until = (self.state == State::Empty).then(|| {
+            let longest = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+            now + INITIAL_REBALANCE_DELAY.min(longest)
+        });
+        self.state = State::PreparingRebalance;
+        self.rebalance_started = now;
+        for member in self.members.values_mut() {
+            member.joined = false;
+            member.join_result = None;
+        }
+    }
+
+    fn rebalance_deadline(&self) -> Instant {
+        let longest = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        self.rebalance_started + longest
+    }
+
+    /// After members left: rebalance, or become empty.
+    fn after_removal(&mut self) {
+        if let Some(leader) = &self.leader {
+            if !self.members.contains_key(leader) {
+                self.leader = None;
+            }
+        }
+        match self.state {
+            State::Stable | State::CompletingRebalance if self.members.is_empty() => {
+                self.state = State::Empty;
+                self.generation += 1;
+                self.protocol = None;
+            }
+            State::Stable | State::CompletingRebalance => self.prepare_rebalance(),
+            State::PreparingRebalance | State::Empty => {}
+        }
+    }
+
+    /// Ends the rebalance round if every member rejoined (after the initial delay), or its deadline
+    /// passed (dropping the members that did not rejoin). Returns whether anything changed.
+    fn try_complete(&mut self, now: Instant) -> bool {
+        if self.state != State::PreparingRebalance {
+            return false;
+        }
+        let all_joined = self.members.values().all(|m| m.joined);
+        let delayed = self.initial_delay_until.is_some_and(|until| now < until);
+        let expired = now >= self.rebalance_deadline();
+        if !(expired || (all_joined && !delayed)) {
+            return false;
+        }
+        self.members.retain(|_, member| member.joined);
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = State::Empty;
+            self.protocol = None;
+            self.leader = None;
+            return true;
+        }
+        // Each member votes for its first protocol among the common ones; most votes wins.
+        let common = self.common_protocols();
+        let mut votes: Vec<(usize, &String)> = common.iter().map(|name| (0, name)).collect();
+        for member in self.members.values() {
+            if let Some((name, _)) = member.protocols.iter().find(|(name, _)| common.contains(name)) {
+                if let Some(slot) = votes.iter_mut().find(|(_, candidate)| *candidate == name) {
+                    slot.0 += 1;
+                }
+            }
+        }
+        let chosen = votes.iter().rev().max_by_key(|(count, _)| *count).map(|(_, name)| (*name).clone());
+        self.protocol = chosen;
+        if self.leader.as_ref().is_none_or(|leader| !self.members.contains_key(leader)) {
+            self.leader = self.members.iter().min_by_key(|(_, m)| m.since).map(|(id, _)| id.clone());
+        }
+        self.state = State::CompletingRebalance;
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let leader = self.leader.clone().unwrap_or_default();
+        let everyone = self.everyone(&protocol);
+        let responses: Vec<JoinGroupResponse> =
+            self.members.keys().map(|id| self.response_for(id, &leader, &protocol, &everyone)).collect();
+        for (member, response) in self.members.values_mut().zip(responses) {
+            member.joined = false;
+            member.last_seen = now;
+            member.assignment = Bytes::new();
+            member.join_result = Some(response);
+        }
+        true
+    }
+
+    /// Every member with its metadata for `protocol` (the leader's JoinGroup answer).
+    fn everyone(&self, protocol: &str) -> Vec<JoinGroupResponseMember> {
+        self.members
+            .iter()
+            .map(|(id, member)| {
+                let metadata = member.protocols.iter().find(|(name, _)| name == protocol).map(|(_, m)| m.clone());
+                JoinGroupResponseMember::default()
+                    .with_member_id(StrBytes::from_string(id.clone()))
+                    .with_group_instance_id(member.instance_id.clone().map(StrBytes::from_string))
+                    .with_metadata(metadata.unwrap_or_default())
+            })
+            .collect()
+    }
+
+    fn response_for(
+        &self,
+        id: &str,
+        leader: &str,
+        protocol: &str,
+        everyone: &[JoinGroupResponseMember],
+    ) -> JoinGroupResponse {
+        JoinGroupResponse::default()
+            .with_generation_id(self.generation)
+            .with_protocol_type(self.protocol_type.clone().map(StrBytes::from_string))
+            .with_protocol_name(Some(StrBytes::from_string(protocol.to_string())))
+            .with_leader(StrBytes::from_string(leader.to_string()))
+            .with_member_id(StrBytes::from_string(id.to_string()))
+            .with_members(if id == leader { everyone.to_vec() } else { Vec::new() })
+    }
+
+    /// Removes members silent for longer than their session timeout (not those waiting in a join)
+    /// and expired pending member ids.
+    fn expire(&mut self, now: Instant) -> bool {
+        self.pending.retain(|_, until| now < *until);
+        let before = self.members.len();
+        let waiting_join = self.state == State::PreparingRebalance;
+        self.members.retain(|_, member| {
+            (waiting_join && member.joined) || now.duration_since(member.last_seen) < member.session_timeout
+        });
+        if self.members.len() == before {
+            return false;
+        }
+        self.after_removal();
+        true
+    }
+}
+
+/// The groups this shard coordinates and their committed offsets.
+#[derive(Default)]
+pub struct Groups {
+    groups: RefCell<HashMap<String, Group>>,
+    offsets: RefCell<OffsetMap>,
+    changed: Event,
+}
+
+fn join_error(code: i16, member_id: &str) -> JoinGroupResponse {
+    JoinGroupResponse::default()
+        .with_error_code(code)
+        .with_generation_id(-1)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+}
+
+fn text(value: &StrBytes) -> String {
+    value.to_string()
+}
+
+impl Groups {
+    /// Loads the committed offsets of every `__consumer_offsets` partition this shard has open.
+    pub async fn load(&self, context: &ShardContext) {
+        let Some(topic) = context.topics().get(super::OFFSETS_TOPIC).cloned() else { return };
+        let mut map = OffsetMap::new();
+        let mut records = 0;
+        for partition in 0..topic.partitions {
+            if let Some(open) = context.partitions.get(&topic.id, partition) {
+                records += offsets::load(&open.log, &mut map).await;
+            }
+        }
+        if records > 0 {
+            tracing::info!(shard = %context.shard.id(), records, groups = map.len(), "loaded committed offsets");
+        }
+        *self.offsets.borrow_mut() = map;
+    }
+
+    /// Enforces session and rebalance timeouts; run every [`GROUP_TICK`].
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let mut changed = false;
+        for group in self.groups.borrow_mut().values_mut() {
+            changed |= group.expire(now);
+            changed |= group.try_complete(now);
+        }
+        if changed {
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    fn touch(&self, group_id: &str, member_id: &str) {
+        if let Some(member) = self.groups.borrow_mut().get_mut(group_id).and_then(|g| g.members.get_mut(member_id)) {
+            member.last_seen = Instant::now();
+        }
+    }
+
+    /// Waits until `check` gives an answer, the shard shuts down (`on_shutdown`), or forever.
+    async fn wait_for<T>(&self, context: &ShardContext, mut check: impl FnMut() -> Option<T>, on_shutdown: T) -> T {
+        loop {
+            if let Some(answer) = check() {
+                return answer;
+            }
+            let listener = self.changed.listen();
+            if let Some(answer) = check() {
+                return answer;
+            }
+            if context.shutdown.is_triggered() {
+                return on_shutdown;
+            }
+            futures_lite::future::or(listener, context.shutdown.wait()).await;
+        }
+    }
+
+    async fn join(
+        &self,
+        context: &ShardContext,
+        request: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+    ) -> JoinGroupResponse {
+        let group_id = text(&request.group_id);
+        let member_id = text(&request.member_id);
+        if group_id.is_empty() {
+            return join_error(ResponseError::InvalidGroupId.code(), &member_id);
+        }
+        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&request.session_timeout_ms) {
+            return join_error(ResponseError::InvalidSessionTimeout.code(), &member_id);
+        }
+        let protocol_type = text(&request.protocol_type);
+        let protocols: Vec<(String, Bytes)> =
+            request.protocols.iter().map(|p| (text(&p.name), p.metadata.clone())).collect();
+        let session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
+        // v0 has no rebalance timeout: it is the session timeout.
+        let rebalance_timeout = if version >= 1 && request.rebalance_timeout_ms > 0 {
+            Duration::from_millis(request.rebalance_timeout_ms as u64)
+        } else {
+            session_timeout
+        };
+        let id = {
+            let mut groups = self.groups.borrow_mut();
+            let group = groups.entry(group_id.clone()).or_insert_with(Group::new);
+            if !group.supports(&protocol_type, &protocols) {
+                return join_error(ResponseError::InconsistentGroupProtocol.code(), &member_id);
+            }
+            let now = Instant::now();
+            let instance_id = request.group_instance_id.as_ref().map(text).filter(|_| version >= 5);
+            let static_owner = instance_id.as_deref().and_then(|instance| group.static_member(instance));
+            if let (Some(owner), false) = (&static_owner, member_id.is_empty()) {
+                if *owner != member_id {
+                    return join_error(ResponseError::FencedInstanceId.code(), &member_id);
+                }
+            }
+            let id = if let (Some(instance), Some(old_id), true) = (&instance_id, &static_owner, member_id.is_empty()) {
+                // KIP-345: a static member restarted. It takes over its old membership under a new
+                // id; if nothing else changed, the group keeps its generation and assignment.
+                let new_id = format!("{instance}-{}", crate::shard::topics::new_topic_id());
+                if let Some(mut member) = group.members.remove(old_id) {
+                    member.joined = false;
+                    member.join_result = None;
+                    member.last_seen = now;
+                    group.members.insert(new_id.clone(), member);
+                }
+                if group.leader.as_deref() == Some(old_id.as_str()) {
+                    group.leader = Some(new_id.clone());
+                }
+                self.changed.notify(usize::MAX);
+                new_id
+            } else if let (Some(instance), true) = (&instance_id, member_id.is_empty()) {
+                // A new static member needs no KIP-394 round trip.
+                format!("{instance}-{}", crate::shard::topics::new_topic_id())
+            } else if member_id.is_empty() {
+                let new_id = format!("{client_id}-{}", crate::shard::topics::new_topic_id());
+                if version >= 4 {
+                    group.pending.insert(new_id.clone(), now + session_timeout);
+                    return join_error(ResponseError::MemberIdRequired.code(), &new_id);
+                }
+                new_id
+            } else if group.pending.remove(&member_id).is_some() || group.members.contains_key(&member_id) {
+                member_id.clone()
+            } else {
+                return join_error(ResponseError::UnknownMemberId.code(), &member_id);
+            };
+            let is_leader = group.leader.as_deref() == Some(id.as_str());
+            // A follower rejoining with the same metadata while nothing changes: answer with the
+            // current generation (Kafka does the same).
+            let takeover = static_owner.is_some() && member_id.is_empty();
+            let settled =
+                group.state == State::CompletingRebalance || (group.state == State::Stable && (!is_leader || takeover));
+            match group.members.get_mut(&id) {
+                Some(member) => {
+                    let same = member.protocols == protocols;
+                    member.last_seen = now;
+                    member.session_timeout = session_timeout;
+                    member.rebalance_timeout = rebalance_timeout;
+                    if same && settled {
+                        let protocol = group.protocol.clone().unwrap_or_default();
+                        let leader = group.leader.clone().unwrap_or_default();
+                        let everyone = if is_leader { group.everyone(&protocol) } else { Vec::new() };
+                        // A static leader that took over its membership keeps the assignment it made.
+                        let skip = is_leader && takeover;
+                        return group.response_for(&id, &leader, &protocol, &everyone).with_skip_assignment(skip);
+                    }
+                    member.protocols = protocols;
+                }
+                None => {
+                    let since = group.next_since;
+                    group.next_since += 1;
+                    group.members.insert(
+                        id.clone(),
+                        Member {
+                            instance_id: instance_id.clone(),
+                            session_timeout,
+                            rebalance_timeout,
+                            protocols,
+                            last_seen: now,
+                            joined: false,
+                            join_result: None,
+                            assignment: Bytes::new(),
+                            since,
+                        },
+                    );
+                }
+            }
+            if group.members.len() == 1 || group.protocol_type.is_none() {
+                group.protocol_type = Some(protocol_type);
+            }
+            group.prepare_rebalance();
+            if let Some(member) = group.members.get_mut(&id) {
+                member.joined = true;
+                member.join_result = None;
+            }
+            group.try_complete(now);
+            id
+        };
+        self.changed.notify(usize::MAX);
+        let unavailable = join_error(ResponseError::CoordinatorNotAvailable.code(), &id);
+        self.wait_for(
+            context,
+            || {
+                let mut groups = self.groups.borrow_mut();
+                let Some(member) = groups.get_mut(&group_id).and_then(|g| g.members.get_mut(&id)) else {
+                    return Some(join_error(ResponseError::UnknownMemberId.code(), &id));
+                };
+                member.join_result.take()
+            },
+            unavailable,
+        )
+        .await
+    }
+
+    async fn sync(&self, context: &ShardContext, request: SyncGroupRequest) -> SyncGroupResponse {
+        let group_id = text(&request.group_id);
+        let member_id = text(&request.member_id);
+        let generation = request.generation_id;
+        let error = |code: i16| SyncGroupResponse::default().with_error_code(code);
+        {
+            let mut groups = self.groups.borrow_mut();
+            let Some(group) = groups.get_mut(&group_id) else {
+                return error(ResponseError::UnknownMemberId.code());
+            };
+            if group.fenced(request.group_instance_id.as_ref(), &member_id) {
+                return error(ResponseError::FencedInstanceId.code());
+            }
+            if !group.members.contains_key(&member_id) {
+                return error(ResponseError::UnknownMemberId.code());
+            }
+            if generation != group.generation {
+                return error(ResponseError::IllegalGeneration.code());
+            }
+            let type_mismatch =
+                request.protocol_type.as_ref().is_some_and(|t| group.protocol_type.as_deref() != Some(t.as_str()));
+            let name_mismatch =
+                request.protocol_name.as_ref().is_some_and(|n| group.protocol.as_deref() != Some(n.as_str()));
+            if type_mismatch || name_mismatch {
+                return error(ResponseError::InconsistentGroupProtocol.code());
+            }
+            if let Some(member) = group.members.get_mut(&member_id) {
+                member.last_seen = Instant::now();
+            }
+            match group.state {
+                State::PreparingRebalance | State::Empty => return error(ResponseError::RebalanceInProgress.code()),
+                State::Stable => {}
+                State::CompletingRebalance => {
+                    if group.leader.as_deref() == Some(member_id.as_str()) {
+                        let assignments: HashMap<String, Bytes> =
+                            request.assignments.iter().map(|a| (text(&a.member_id), a.assignment.clone())).collect();
+                        for (id, member) in group.members.iter_mut() {
+                            member.assignment = assignments.get(id).cloned().unwrap_or_default();
+                        }
+                        group.state = State::Stable;
+                        self.changed.notify(usize::MAX);
+                    }
+                }
+            }
+        }
+        let answer = || {
+            let groups = self.groups.borrow();
+            let group = groups.get(&group_id)?;
+            let Some(member) = group.members.get(&member_id) else {
+                return Some(error(ResponseError::UnknownMemberId.code()));
+            };
+            if group.generation != generation || group.state == State::PreparingRebalance {
+                return Some(error(ResponseError::RebalanceInProgress.code()));
+            }
+            (group.state == State::Stable).then(|| {
+                SyncGroupResponse::default()
+                    .with_protocol_type(group.protocol_type.clone().map(StrBytes::from_string))
+                    .with_protocol_name(group.protocol.clone().map(StrBytes::from_string))
+                    .with_assignment(member.assignment.clone())
+            })
+        };
+        let response = self
+            .wait_for(
+                context,
+                || match answer() {
+                    Some(response) => Some(response),
+                    None if !self.groups.borrow().contains_key(&group_id) => {
+                        Some(error(ResponseError::UnknownMemberId.code()))
+                    }
+                    None => None,
+                },
+                error(ResponseError::CoordinatorNotAvailable.code()),
+            )
+            .await;
+        self.touch(&group_id, &member_id);
+        response
+    }
+
+    fn heartbeat(&self, request: &HeartbeatRequest) -> i16 {
+        let mut groups = self.groups.borrow_mut();
+        let Some(group) = groups.get_mut(request.group_id.as_str()) else {
+            return ResponseError::UnknownMemberId.code();
+        };
+        if group.fenced(request.group_instance_id.as_ref(), request.member_id.as_str()) {
+            return ResponseError::FencedInstanceId.code();
+        }
+        let Some(member) = group.members.get_mut(request.member_id.as_str()) else {
+            return ResponseError::UnknownMemberId.code();
+        };
+        member.last_seen = Instant::now();
+        if request.generation_id != group.generation {
+            return ResponseError::IllegalGeneration.code();
+        }
+        match group.state {
+            State::PreparingRebalance => ResponseError::RebalanceInProgress.code(),
+            _ => 0,
+        }
+    }
+
+    fn leave(&self, request: &LeaveGroupRequest, version: i16) -> (i16, Vec<MemberResponse>) {
+        let identities: Vec<(String, Option<StrBytes>)> = if version >= 3 {
+            request.members.iter().map(|m| (text(&m.member_id), m.group_instance_id.clone())).collect()
+        } else {
+            vec![(text(&request.member_id), None)]
+        };
+        let mut groups = self.groups.borrow_mut();
+        let unknown = ResponseError::UnknownMemberId.code();
+        let Some(group) = groups.get_mut(request.group_id.as_str()) else {
+            let answers = identities
+                .into_iter()
+                .map(|(id, instance)| {
+                    MemberResponse::default()
+                        .with_member_id(StrBytes::from_string(id))
+                        .with_group_instance_id(instance)
+                        .with_error_code(unknown)
+                })
+                .collect();
+            return (if version >= 3 { 0 } else { unknown }, answers);
+        };
+        let mut removed = false;
+        let mut answers = Vec::with_capacity(identities.len());
+        for (id, instance) in identities {
+            let id = if id.is_empty() {
+                let by_instance = instance.as_ref().and_then(|instance| {
+                    group.members.iter().find(|(_, m)| m.instance_id.as_deref() == Some(instance.as_str()))
+                });
+                by_instance.map(|(id, _)| id.clone()).unwrap_or_default()
+            } else {
+                id
+            };
+            let code = if group.members.remove(&id).is_some() {
+                removed = true;
+                0
+            } else if group.pending.remove(&id).is_some() {
+                0
+            } else {
+                unknown
+            };
+            answers.push(
+                MemberResponse::default()
+                    .with_member_id(StrBytes::from_string(id))
+                    .with_group_instance_id(instance)
+                    .with_error_code(code),
+            );
+        }
+        if removed {
+            group.after_removal();
+            group.try_complete(Instant::now());
+            self.changed.notify(usize::MAX);
+        }
+        let top = if version >= 3 { 0 } else { answers.first().map_or(0, |a| a.error_code) };
+        (top, answers)
+    }
+
+    /// Kafka's `validateOffsetCommit` for classic groups.
+    fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> Result<(), i16> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId.code());
+        }
+        let mut groups = self.groups.borrow_mut();
+        let Some(group) = groups.get_mut(group_id) else {
+            // No group: a consumer using assign() (generation -1, no member id) may commit.
+            return if generation < 0 && member_id.is_empty() {
+                Ok(())
+            } else {
+                Err(ResponseError::IllegalGeneration.code())
+            };
+        };
+        if generation < 0 && member_id.is_empty() {
+            return if group.state == State::Empty { Ok(()) } else { Err(ResponseError::UnknownMemberId.code()) };
+        }
+        let Some(member) = group.members.get_mut(member_id) else {
+            return Err(ResponseError::UnknownMemberId.code());
+        };
+        member.last_seen = Instant::now();
+        if generation != group.generation {
+            return Err(ResponseError::IllegalGeneration.code());
+        }
+        if group.state == State::CompletingRebalance {
+            return Err(ResponseError::RebalanceInProgress.code());
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        context: &ShardContext,
+        (topic_id, partition): (Uuid, i32),
+        group: String,
+        generation: i32,
+        member_id: String,
+        parts: Vec<CommitPart>,
+    ) -> Result<Vec<i16>, i16> {
+        self.check_commit(&group, generation, &member_id)?;
+        let mut codes = vec![0i16; parts.len()];
+        let mut valid = Vec::with_capacity(parts.len());
+        for (index, part) in parts.into_iter().enumerate() {
+            if part.2.metadata.len() > MAX_METADATA_BYTES {
+                codes[index] = ResponseError::OffsetMetadataTooLarge.code();
+            } else {
+                valid.push(part);
+            }
+        }
+        if valid.is_empty() {
+            return Ok(codes);
+        }
+        let Some(log_partition) = context.partitions.get(&topic_id, partition) else {
+            return Err(ResponseError::NotCoordinator.code());
+        };
+        let batch = offsets::commit_batch(&group, &valid, now_ms());
+        let written = log_partition.log.append(batch, now_ms()).await;
+        let outcome = match written {
+            Ok(_) => {
+                log_partition.log.set_high_watermark(log_partition.log.written_offset());
+                log_partition.log.flush().await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            context.partitions.check_fatal(&log_partition, error);
+            let code = error.code();
+            return Ok(codes.into_iter().map(|c| if c == 0 { code } else { c }).collect());
+        }
+        let mut map = self.offsets.borrow_mut();
+        let offsets = map.entry(group).or_default();
+        for (topic, index, committed) in valid {
+            offsets.insert((topic, index), committed);
+        }
+        Ok(codes)
+    }
+
+    fn fetch(
+        &self,
+        group: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<(String, i32, Option<Committed>)>, i16> {
+        let map = self.offsets.borrow();
+        let offsets = map.get(group);
+        Ok(match partitions {
+            Some(wanted) => wanted
+                .into_iter()
+                .map(|(topic, index)| {
+                    let committed = offsets.and_then(|o| o.get(&(topic.clone(), index)).cloned());
+                    (topic, index, committed)
+                })
+                .collect(),
+            None => offsets
+                .map(|o| o.iter().map(|((t, p), c)| (t.clone(), *p, Some(c.clone()))).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Serves one group call on the coordinating shard.
+pub async fn handle(context: &Rc<ShardContext>, addressed: Addressed) -> GroupReply {
+    let groups = &context.groups;
+    match addressed.call {
+        GroupCall::Join(request, version, client_id) => {
+            GroupReply::Join(groups.join(context, request, version, client_id).await)
+        }
+        GroupCall::Sync(request) => GroupReply::Sync(groups.sync(context, request).await),
+        GroupCall::Heartbeat(request) => {
+            let code = groups.heartbeat(&request);
+            GroupReply::Code(code)
+        }
+        GroupCall::Leave(request, version) => {
+            let (code, members) = groups.leave(&request, version);
+            GroupReply::Leave(code, members)
+        }
+        GroupCall::Commit { group, generation, member_id, parts } => {
+            let place = (addressed.topic_id, addressed.partition);
+            GroupReply::Commit(groups.commit(context, place, group, generation, member_id, parts).await)
+        }
+        GroupCall::Fetch { group, partitions } => GroupReply::Fetch(groups.fetch(&group, partitions)),
+    }
+}

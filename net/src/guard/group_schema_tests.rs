@@ -1,0 +1,149 @@
+//! Round trips of the group API schemas against `kafka-protocol`'s encoders: for every version the
+//! handlers accept, the walk of a crate-encoded body consumes exactly the bytes the crate wrote.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use super::super::walk::check_body;
+use super::*;
+
+fn text(value: &'static str) -> StrBytes {
+    StrBytes::from_static_str(value)
+}
+
+fn assert_walks(schema: &Schema, version: i16, message: &impl Encodable) {
+    let mut out = BytesMut::new();
+    message.encode(&mut out, version).unwrap_or_else(|error| panic!("v{version}: {error}"));
+    let body = out.to_vec();
+    assert_eq!(check_body(schema, version, &body), Ok(body.len()), "v{version}");
+    for cut in [0, body.len() / 2, body.len() - 1] {
+        assert!(check_body(schema, version, &body[..cut]).is_err(), "v{version} cut at {cut}");
+    }
+}
+
+#[test]
+fn join_sync_heartbeat_leave() {
+    for version in 0..=9 {
+        let mut request = JoinGroupRequest::default()
+            .with_group_id(GroupId(text("g")))
+            .with_session_timeout_ms(10_000)
+            .with_member_id(text("m"))
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default().with_name(text("range")).with_metadata(Bytes::from_static(b"x")),
+                JoinGroupRequestProtocol::default().with_name(text("rr")).with_metadata(Bytes::new()),
+            ]);
+        if version >= 1 {
+            request = request.with_rebalance_timeout_ms(30_000);
+        }
+        if version >= 5 {
+            request = request.with_group_instance_id(Some(text("i")));
+        }
+        if version >= 8 {
+            request = request.with_reason(Some(text("why")));
+        }
+        assert_walks(&JOIN_GROUP, version, &request);
+    }
+    for version in 0..=5 {
+        let mut request = SyncGroupRequest::default()
+            .with_group_id(GroupId(text("g")))
+            .with_generation_id(3)
+            .with_member_id(text("m"))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(text("m"))
+                .with_assignment(Bytes::from_static(b"abc"))]);
+        if version >= 3 {
+            request = request.with_group_instance_id(Some(text("i")));
+        }
+        if version >= 5 {
+            request = request.with_protocol_type(Some(text("consumer"))).with_protocol_name(Some(text("range")));
+        }
+        assert_walks(&SYNC_GROUP, version, &request);
+    }
+    for version in 0..=4 {
+        let mut request = HeartbeatRequest::default()
+            .with_group_id(GroupId(text("g")))
+            .with_generation_id(1)
+            .with_member_id(text("m"));
+        if version >= 3 {
+            request = request.with_group_instance_id(Some(text("i")));
+        }
+        assert_walks(&HEARTBEAT, version, &request);
+    }
+    for version in 0..=5 {
+        let mut request = LeaveGroupRequest::default().with_group_id(GroupId(text("g")));
+        if version <= 2 {
+            request = request.with_member_id(text("m"));
+        } else {
+            let mut member =
+                MemberIdentity::default().with_member_id(text("m")).with_group_instance_id(Some(text("i")));
+            if version >= 5 {
+                member = member.with_reason(Some(text("bye")));
+            }
+            request = request.with_members(vec![member, MemberIdentity::default().with_member_id(text("n"))]);
+        }
+        assert_walks(&LEAVE_GROUP, version, &request);
+    }
+}
+
+#[test]
+fn offset_commit_and_fetch() {
+    for version in 2..=9 {
+        let mut partition = OffsetCommitRequestPartition::default()
+            .with_partition_index(1)
+            .with_committed_offset(42)
+            .with_committed_metadata(Some(text("meta")));
+        if version >= 6 {
+            partition = partition.with_committed_leader_epoch(0);
+        }
+        let mut request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(text("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(text(""))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(text("t")))
+                .with_partitions(vec![partition.clone(), partition.with_partition_index(2)])]);
+        if version <= 4 {
+            request = request.with_retention_time_ms(-1);
+        }
+        if version >= 7 {
+            request = request.with_group_instance_id(Some(text("i")));
+        }
+        assert_walks(&OFFSET_COMMIT, version, &request);
+    }
+    for version in 1..=9 {
+        let request = if version <= 7 {
+            let request = OffsetFetchRequest::default().with_group_id(GroupId(text("g"))).with_topics(Some(vec![
+                OffsetFetchRequestTopic::default().with_name(TopicName(text("t"))).with_partition_indexes(vec![0, 1]),
+            ]));
+            let all = OffsetFetchRequest::default().with_group_id(GroupId(text("g"))).with_topics(None);
+            if version >= 2 {
+                assert_walks(&OFFSET_FETCH, version, &all);
+            }
+            if version >= 7 {
+                request.with_require_stable(true)
+            } else {
+                request
+            }
+        } else {
+            let mut group =
+                OffsetFetchRequestGroup::default().with_group_id(GroupId(text("g"))).with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default().with_name(TopicName(text("t"))).with_partition_indexes(vec![3]),
+                ]));
+            if version >= 9 {
+                group = group.with_member_id(Some(text("m"))).with_member_epoch(2);
+            }
+            let all = OffsetFetchRequestGroup::default().with_group_id(GroupId(text("h"))).with_topics(None);
+            OffsetFetchRequest::default().with_groups(vec![group, all])
+        };
+        assert_walks(&OFFSET_FETCH, version, &request);
+    }
+}

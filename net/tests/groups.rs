@@ -1,0 +1,349 @@
+//! Consumer groups against the real `spate serve`: the classic protocol's error cases and
+//! generations (JoinGroup with the KIP-394 member-id round trip, SyncGroup, Heartbeat, LeaveGroup,
+//! session timeouts), and committed offsets that survive kill -9, with requests encoded at exact
+//! versions by `kafka-protocol`.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use common::{read_response, Broker};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+const MEMBER_ID_REQUIRED: i16 = 79;
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+const ILLEGAL_GENERATION: i16 = 22;
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const REBALANCE_IN_PROGRESS: i16 = 27;
+const FENCED_INSTANCE_ID: i16 = 82;
+
+struct Client {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client { stream, next_id: 1 }
+    }
+
+    fn call<Req: Encodable, Resp: Decodable>(&mut self, api_key: ApiKey, version: i16, request: &Req) -> Resp {
+        let correlation_id = self.next_id;
+        self.next_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("group-test")));
+        let mut frame = BytesMut::new();
+        header.encode(&mut frame, api_key.request_header_version(version)).unwrap();
+        request.encode(&mut frame, version).unwrap();
+        let mut wire = (frame.len() as i32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&frame);
+        self.stream.write_all(&wire).unwrap();
+        let (id, body) = read_response(&mut self.stream);
+        assert_eq!(id, correlation_id);
+        let mut body = Bytes::from(body);
+        if api_key.response_header_version(version) >= 1 {
+            assert_eq!(body.get_u8(), 0, "empty response header tag section");
+        }
+        Resp::decode(&mut body, version).unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"))
+    }
+
+    fn join(&mut self, group: &str, member: &str, protocol_type: &str, protocols: &[&str]) -> JoinGroupResponse {
+        self.join_as(group, member, None, protocol_type, protocols)
+    }
+
+    fn join_as(
+        &mut self,
+        group: &str,
+        member: &str,
+        instance: Option<&str>,
+        protocol_type: &str,
+        protocols: &[&str],
+    ) -> JoinGroupResponse {
+        let request = JoinGroupRequest::default()
+            .with_group_instance_id(instance.map(text))
+            .with_group_id(GroupId(text(group)))
+            .with_session_timeout_ms(6000)
+            .with_rebalance_timeout_ms(1000)
+            .with_member_id(text(member))
+            .with_protocol_type(text(protocol_type))
+            .with_protocols(
+                protocols
+                    .iter()
+                    .map(|name| {
+                        JoinGroupRequestProtocol::default()
+                            .with_name(text(name))
+                            .with_metadata(Bytes::from(format!("meta-{name}")))
+                    })
+                    .collect(),
+            );
+        self.call(ApiKey::JoinGroup, 9, &request)
+    }
+
+    fn heartbeat(&mut self, group: &str, generation: i32, member: &str) -> i16 {
+        let request = HeartbeatRequest::default()
+            .with_group_id(GroupId(text(group)))
+            .with_generation_id(generation)
+            .with_member_id(text(member));
+        let response: HeartbeatResponse = self.call(ApiKey::Heartbeat, 4, &request);
+        response.error_code
+    }
+
+    fn sync(&mut self, group: &str, generation: i32, member: &str, assignments: &[(&str, &str)]) -> SyncGroupResponse {
+        let request = SyncGroupRequest::default()
+            .with_group_id(GroupId(text(group)))
+            .with_generation_id(generation)
+            .with_member_id(text(member))
+            .with_protocol_type(Some(text("consumer")))
+            .with_assignments(
+                assignments
+                    .iter()
+                    .map(|(id, assignment)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(text(id))
+                            .with_assignment(Bytes::from(assignment.to_string()))
+                    })
+                    .collect(),
+            );
+        self.call(ApiKey::SyncGroup, 5, &request)
+    }
+
+    /// The KIP-394 round trip: a first join gets MEMBER_ID_REQUIRED and an id, the second joins.
+    fn join_new(&mut self, group: &str, protocols: &[&str]) -> JoinGroupResponse {
+        let first = self.join(group, "", "consumer", protocols);
+        assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
+        assert!(first.member_id.starts_with("group-test-"), "{:?}", first.member_id);
+        let second = self.join(group, &first.member_id.to_string(), "consumer", protocols);
+        assert_eq!(second.error_code, 0, "{second:?}");
+        assert_eq!(second.member_id, first.member_id);
+        second
+    }
+}
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_owned())
+}
+
+#[test]
+fn classic_group_protocol_generations_errors_and_session_timeout() {
+    let broker = Broker::start(&["--cores", "2"]);
+    let port = broker.port;
+    let group = "classic";
+    let mut a = Client::connect(port);
+    let joined = a.join_new(group, &["range", "roundrobin"]);
+    let a_id = joined.member_id.to_string();
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.leader, joined.member_id, "the only member leads");
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+    assert_eq!(joined.members.len(), 1);
+    assert_eq!(joined.members[0].metadata, Bytes::from_static(b"meta-range"));
+
+    // Bad input: another protocol type, no common protocol, unknown members, stale generations.
+    let mut stranger = Client::connect(port);
+    assert_eq!(stranger.join(group, "", "connect", &["range"]).error_code, INCONSISTENT_GROUP_PROTOCOL);
+    assert_eq!(stranger.join(group, "", "consumer", &["sticky"]).error_code, INCONSISTENT_GROUP_PROTOCOL);
+    assert_eq!(stranger.join(group, "nobody", "consumer", &["range"]).error_code, UNKNOWN_MEMBER_ID);
+    assert_eq!(a.heartbeat(group, 1, "nobody"), UNKNOWN_MEMBER_ID);
+    assert_eq!(a.heartbeat(group, 7, &a_id), ILLEGAL_GENERATION);
+    assert_eq!(a.sync(group, 7, &a_id, &[]).error_code, ILLEGAL_GENERATION);
+
+    let synced = a.sync(group, 1, &a_id, &[(&a_id, "all-for-a")]);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(synced.assignment, Bytes::from_static(b"all-for-a"));
+    assert_eq!(a.heartbeat(group, 1, &a_id), 0);
+
+    // A second member joins: the group rebalances; A learns it from its heartbeat and rejoins.
+    let b_thread = std::thread::spawn(move || {
+        let mut b = Client::connect(port);
+        let joined = b.join_new(group, &["roundrobin", "range"]);
+        (b, joined)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.heartbeat(group, 1, &a_id) != REBALANCE_IN_PROGRESS {
+        assert!(Instant::now() < deadline, "no rebalance after a second member joined");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rejoined = a.join(group, &a_id, "consumer", &["range", "roundrobin"]);
+    let (mut b, b_joined) = b_thread.join().unwrap();
+    let b_id = b_joined.member_id.to_string();
+    assert_eq!(rejoined.generation_id, 2);
+    assert_eq!(b_joined.generation_id, 2);
+    assert_eq!(rejoined.leader.to_string(), a_id, "the leader stays");
+    assert_eq!(rejoined.members.len(), 2, "the leader sees every member");
+    assert!(b_joined.members.is_empty(), "followers see no members");
+    // One vote each for range (A) and roundrobin (B): a protocol both support.
+    let protocol = rejoined.protocol_name.clone().unwrap();
+    assert!(protocol.as_str() == "range" || protocol.as_str() == "roundrobin");
+    assert_eq!(b_joined.protocol_name, Some(protocol));
+    assert_eq!(a.heartbeat(group, 1, &a_id), ILLEGAL_GENERATION, "generation 1 is gone");
+
+    let b_sync = std::thread::spawn(move || {
+        let synced = b.sync(group, 2, &b_id, &[]);
+        (b, b_id, synced)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let a_synced = a.sync(group, 2, &a_id, &[(&a_id, "p0"), (&b_joined.member_id.to_string(), "p1")]);
+    assert_eq!(a_synced.assignment, Bytes::from_static(b"p0"));
+    let (mut b, b_id, b_synced) = b_sync.join().unwrap();
+    assert_eq!(b_synced.error_code, 0);
+    assert_eq!(b_synced.assignment, Bytes::from_static(b"p1"), "the follower waited for the leader's assignment");
+    assert_eq!(b.heartbeat(group, 2, &b_id), 0);
+
+    // B stops heartbeating: after its 6 s session it is removed and the group rebalances without it.
+    let started = Instant::now();
+    loop {
+        let code = a.heartbeat(group, 2, &a_id);
+        if code == REBALANCE_IN_PROGRESS {
+            break;
+        }
+        assert_eq!(code, 0);
+        assert!(started.elapsed() < Duration::from_secs(15), "B was never removed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(started.elapsed() >= Duration::from_secs(5), "removed before its session timeout");
+    let alone = a.join(group, &a_id, "consumer", &["range", "roundrobin"]);
+    assert_eq!(alone.generation_id, 3);
+    assert_eq!(alone.members.len(), 1);
+    assert_eq!(b.heartbeat(group, 3, &b_id), UNKNOWN_MEMBER_ID);
+
+    // Batched LeaveGroup (v3+): one answer per member.
+    let leave = LeaveGroupRequest::default().with_group_id(GroupId(text(group))).with_members(vec![
+        MemberIdentity::default().with_member_id(text(&a_id)),
+        MemberIdentity::default().with_member_id(text("nobody")),
+    ]);
+    let left: LeaveGroupResponse = a.call(ApiKey::LeaveGroup, 5, &leave);
+    assert_eq!(left.error_code, 0);
+    assert_eq!(left.members.iter().map(|m| m.error_code).collect::<Vec<_>>(), vec![0, UNKNOWN_MEMBER_ID]);
+    assert_eq!(a.heartbeat(group, 3, &a_id), UNKNOWN_MEMBER_ID);
+}
+
+fn commit(client: &mut Client, group: &str, topic: &str, offsets: &[(i32, i64)], version: i16) -> Vec<i16> {
+    let partitions = offsets
+        .iter()
+        .map(|(partition, offset)| {
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*partition)
+                .with_committed_offset(*offset)
+                .with_committed_leader_epoch(0)
+                .with_committed_metadata(Some(text(&format!("m{partition}"))))
+        })
+        .collect();
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(text(""))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(text(topic)))
+            .with_partitions(partitions)]);
+    let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, version, &request);
+    response.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect()
+}
+
+/// OffsetFetch v5 (one group): (partition, offset, metadata).
+fn fetch_v5(client: &mut Client, group: &str, topic: &str, partitions: &[i32]) -> Vec<(i32, i64, String)> {
+    let request = OffsetFetchRequest::default().with_group_id(GroupId(text(group))).with_topics(Some(vec![
+        OffsetFetchRequestTopic::default()
+            .with_name(TopicName(text(topic)))
+            .with_partition_indexes(partitions.to_vec()),
+    ]));
+    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 5, &request);
+    assert_eq!(response.error_code, 0);
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.committed_offset, p.metadata.as_deref().unwrap_or("").to_string()))
+        .collect()
+}
+
+#[test]
+fn committed_offsets_survive_kill_9_and_multi_group_fetch() {
+    let mut broker = Broker::start(&["--cores", "2"]);
+    let mut client = Client::connect(broker.port);
+    // Outside any group (assign()): generation -1, no member id.
+    assert_eq!(commit(&mut client, "g1", "t", &[(0, 10), (1, 20)], 8), vec![0, 0]);
+    assert_eq!(commit(&mut client, "g1", "t", &[(1, 21)], 2), vec![0]);
+    assert_eq!(commit(&mut client, "g2", "t", &[(0, 5)], 9), vec![0]);
+    let expected = vec![(0, 10, "m0".to_string()), (1, 21, "m1".to_string()), (2, -1, String::new())];
+    assert_eq!(fetch_v5(&mut client, "g1", "t", &[0, 1, 2]), expected);
+
+    broker.kill9();
+    broker.restart();
+    let mut client = Client::connect(broker.port);
+    assert_eq!(fetch_v5(&mut client, "g1", "t", &[0, 1, 2]), expected, "committed offsets survive kill -9");
+    // v8: several groups at once; a null topic list asks for everything the group committed.
+    let request = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default().with_group_id(GroupId(text("g2"))).with_topics(None),
+        OffsetFetchRequestGroup::default().with_group_id(GroupId(text("unknown"))).with_topics(None),
+    ]);
+    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 8, &request);
+    assert_eq!(response.groups.len(), 2);
+    let g2 = &response.groups[0];
+    assert_eq!(g2.error_code, 0);
+    assert_eq!(g2.topics[0].name.as_str(), "t");
+    assert_eq!(g2.topics[0].partitions[0].committed_offset, 5);
+    assert!(response.groups[1].topics.is_empty());
+    assert!(broker.data_dir().join("__consumer_offsets-0").is_dir(), "the offsets topic has 50 partitions");
+    assert!(broker.data_dir().join("__consumer_offsets-49").is_dir());
+}
+
+#[test]
+fn a_restarted_static_member_takes_over_without_a_rebalance() {
+    let broker = Broker::start(&["--cores", "2"]);
+    let group = "static";
+    let mut a = Client::connect(broker.port);
+    // Static members need no KIP-394 round trip.
+    let joined = a.join_as(group, "", Some("instance-a"), "consumer", &["range"]);
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    let a_id = joined.member_id.to_string();
+    assert!(a_id.starts_with("instance-a-"), "{a_id}");
+    assert_eq!(joined.generation_id, 1);
+    let synced = a.sync(group, 1, &a_id, &[(&a_id, "a-share")]);
+    assert_eq!(synced.assignment, Bytes::from_static(b"a-share"));
+
+    // "Restart": a new connection joins with the same instance id and no member id. The group keeps
+    // generation 1 and the assignment: no rebalance.
+    let mut restarted = Client::connect(broker.port);
+    let again = restarted.join_as(group, "", Some("instance-a"), "consumer", &["range"]);
+    assert_eq!(again.error_code, 0, "{again:?}");
+    assert_eq!(again.generation_id, 1, "no new generation");
+    assert!(again.skip_assignment, "the leader keeps its assignment");
+    let new_id = again.member_id.to_string();
+    assert_ne!(new_id, a_id);
+    assert_eq!(again.leader.to_string(), new_id);
+    let resynced = restarted.sync(group, 1, &new_id, &[]);
+    assert_eq!(resynced.error_code, 0);
+    assert_eq!(resynced.assignment, Bytes::from_static(b"a-share"));
+    assert_eq!(restarted.heartbeat(group, 1, &new_id), 0);
+
+    // The old member id is fenced.
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_generation_id(1)
+        .with_member_id(text(&a_id))
+        .with_group_instance_id(Some(text("instance-a")));
+    let fenced: HeartbeatResponse = a.call(ApiKey::Heartbeat, 4, &request);
+    assert_eq!(fenced.error_code, FENCED_INSTANCE_ID);
+    assert_eq!(a.join_as(group, &a_id, Some("instance-a"), "consumer", &["range"]).error_code, FENCED_INSTANCE_ID);
+
+    // Leaving by instance id alone (KIP-345 batched leave).
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_members(vec![MemberIdentity::default().with_group_instance_id(Some(text("instance-a")))]);
+    let left: LeaveGroupResponse = restarted.call(ApiKey::LeaveGroup, 4, &leave);
+    assert_eq!(left.members[0].error_code, 0);
+    assert_eq!(left.members[0].member_id.to_string(), new_id);
+    assert_eq!(restarted.heartbeat(group, 1, &new_id), UNKNOWN_MEMBER_ID);
+}
