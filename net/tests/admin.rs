@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use common::{kcat, kcat_with_input, read_response, Broker, IO_TIMEOUT};
+use bytes::Bytes;
+use common::{kcat, kcat_with_input, Broker, Client};
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -22,46 +20,10 @@ use kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use spate_core::batch::{build_batch, BatchOptions};
 use spate_core::record::RecordSpec;
 use uuid::Uuid;
-
-struct Client {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Client {
-    fn connect(broker: &Broker) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        Client { stream, next_id: 1 }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(&mut self, api_key: ApiKey, version: i16, request: &Req) -> Resp {
-        let correlation_id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("admin-test")));
-        let mut frame = BytesMut::new();
-        header.encode(&mut frame, api_key.request_header_version(version)).unwrap();
-        request.encode(&mut frame, version).unwrap();
-        let mut wire = (frame.len() as i32).to_be_bytes().to_vec();
-        wire.extend_from_slice(&frame);
-        self.stream.write_all(&wire).unwrap();
-        let (id, body) = read_response(&mut self.stream);
-        assert_eq!(id, correlation_id);
-        let mut body = Bytes::from(body);
-        if api_key.response_header_version(version) >= 1 {
-            assert_eq!(body.get_u8(), 0, "empty response header tag section");
-        }
-        Resp::decode(&mut body, version).unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"))
-    }
-}
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_owned())

@@ -5,19 +5,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use common::{read_response, Broker};
+use bytes::Bytes;
+use common::{Broker, Client, CLIENT_ID};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 const MEMBER_ID_REQUIRED: i16 = 79;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
@@ -26,39 +24,12 @@ const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const FENCED_INSTANCE_ID: i16 = 82;
 
-struct Client {
-    stream: TcpStream,
-    next_id: i32,
-}
+/// JoinGroup waits for the rebalance: far longer than the default read timeout.
+const GROUP_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
-    fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Client { stream, next_id: 1 }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(&mut self, api_key: ApiKey, version: i16, request: &Req) -> Resp {
-        let correlation_id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("group-test")));
-        let mut frame = BytesMut::new();
-        header.encode(&mut frame, api_key.request_header_version(version)).unwrap();
-        request.encode(&mut frame, version).unwrap();
-        let mut wire = (frame.len() as i32).to_be_bytes().to_vec();
-        wire.extend_from_slice(&frame);
-        self.stream.write_all(&wire).unwrap();
-        let (id, body) = read_response(&mut self.stream);
-        assert_eq!(id, correlation_id);
-        let mut body = Bytes::from(body);
-        if api_key.response_header_version(version) >= 1 {
-            assert_eq!(body.get_u8(), 0, "empty response header tag section");
-        }
-        Resp::decode(&mut body, version).unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"))
+    fn connect_port(port: u16) -> Client {
+        Client::connect_with_read_timeout(port, GROUP_READ_TIMEOUT)
     }
 
     fn join(&mut self, group: &str, member: &str, protocol_type: &str, protocols: &[&str]) -> JoinGroupResponse {
@@ -125,7 +96,11 @@ impl Client {
     fn join_new(&mut self, group: &str, protocols: &[&str]) -> JoinGroupResponse {
         let first = self.join(group, "", "consumer", protocols);
         assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
-        assert!(first.member_id.starts_with("group-test-"), "{:?}", first.member_id);
+        assert!(
+            first.member_id.starts_with(&format!("{CLIENT_ID}-")),
+            "member id is client.id-uuid: {:?}",
+            first.member_id
+        );
         let second = self.join(group, &first.member_id.to_string(), "consumer", protocols);
         assert_eq!(second.error_code, 0, "{second:?}");
         assert_eq!(second.member_id, first.member_id);
@@ -142,7 +117,7 @@ fn classic_group_protocol_generations_errors_and_session_timeout() {
     let broker = Broker::start(&["--cores", "2"]);
     let port = broker.port;
     let group = "classic";
-    let mut a = Client::connect(port);
+    let mut a = Client::connect_port(port);
     let joined = a.join_new(group, &["range", "roundrobin"]);
     let a_id = joined.member_id.to_string();
     assert_eq!(joined.generation_id, 1);
@@ -152,7 +127,7 @@ fn classic_group_protocol_generations_errors_and_session_timeout() {
     assert_eq!(joined.members[0].metadata, Bytes::from_static(b"meta-range"));
 
     // Bad input: another protocol type, no common protocol, unknown members, stale generations.
-    let mut stranger = Client::connect(port);
+    let mut stranger = Client::connect_port(port);
     assert_eq!(stranger.join(group, "", "connect", &["range"]).error_code, INCONSISTENT_GROUP_PROTOCOL);
     assert_eq!(stranger.join(group, "", "consumer", &["sticky"]).error_code, INCONSISTENT_GROUP_PROTOCOL);
     assert_eq!(stranger.join(group, "nobody", "consumer", &["range"]).error_code, UNKNOWN_MEMBER_ID);
@@ -167,7 +142,7 @@ fn classic_group_protocol_generations_errors_and_session_timeout() {
 
     // A second member joins: the group rebalances; A learns it from its heartbeat and rejoins.
     let b_thread = std::thread::spawn(move || {
-        let mut b = Client::connect(port);
+        let mut b = Client::connect_port(port);
         let joined = b.join_new(group, &["roundrobin", "range"]);
         (b, joined)
     });
@@ -271,7 +246,7 @@ fn fetch_v5(client: &mut Client, group: &str, topic: &str, partitions: &[i32]) -
 #[test]
 fn committed_offsets_survive_kill_9_and_multi_group_fetch() {
     let mut broker = Broker::start(&["--cores", "2"]);
-    let mut client = Client::connect(broker.port);
+    let mut client = Client::connect(&broker);
     // Outside any group (assign()): generation -1, no member id.
     assert_eq!(commit(&mut client, "g1", "t", &[(0, 10), (1, 20)], 8), vec![0, 0]);
     assert_eq!(commit(&mut client, "g1", "t", &[(1, 21)], 2), vec![0]);
@@ -281,7 +256,7 @@ fn committed_offsets_survive_kill_9_and_multi_group_fetch() {
 
     broker.kill9();
     broker.restart();
-    let mut client = Client::connect(broker.port);
+    let mut client = Client::connect(&broker);
     assert_eq!(fetch_v5(&mut client, "g1", "t", &[0, 1, 2]), expected, "committed offsets survive kill -9");
     // v8: several groups at once; a null topic list asks for everything the group committed.
     let request = OffsetFetchRequest::default().with_groups(vec![
@@ -303,7 +278,7 @@ fn committed_offsets_survive_kill_9_and_multi_group_fetch() {
 fn a_restarted_static_member_takes_over_without_a_rebalance() {
     let broker = Broker::start(&["--cores", "2"]);
     let group = "static";
-    let mut a = Client::connect(broker.port);
+    let mut a = Client::connect(&broker);
     // Static members need no KIP-394 round trip.
     let joined = a.join_as(group, "", Some("instance-a"), "consumer", &["range"]);
     assert_eq!(joined.error_code, 0, "{joined:?}");
@@ -315,7 +290,7 @@ fn a_restarted_static_member_takes_over_without_a_rebalance() {
 
     // "Restart": a new connection joins with the same instance id and no member id. The group keeps
     // generation 1 and the assignment: no rebalance.
-    let mut restarted = Client::connect(broker.port);
+    let mut restarted = Client::connect(&broker);
     let again = restarted.join_as(group, "", Some("instance-a"), "consumer", &["range"]);
     assert_eq!(again.error_code, 0, "{again:?}");
     assert_eq!(again.generation_id, 1, "no new generation");

@@ -4,71 +4,22 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use common::{read_response, Broker, IO_TIMEOUT};
+use bytes::Bytes;
+use common::{Broker, Client};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use spate_core::batch::{build_batch, BatchOptions};
 use spate_core::record::RecordSpec;
 use uuid::Uuid;
 
 /// A raw Kafka connection.
-struct Client {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Client {
-    fn connect(broker: &Broker) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        Client { stream, next_id: 1 }
-    }
-
-    /// Sends `request` at `version`; returns the correlation id used.
-    fn send<R: Encodable>(&mut self, api_key: ApiKey, version: i16, request: &R) -> i32 {
-        let correlation_id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("handlers-test")));
-        let mut frame = BytesMut::new();
-        header.encode(&mut frame, api_key.request_header_version(version)).unwrap();
-        request.encode(&mut frame, version).unwrap();
-        let mut wire = (frame.len() as i32).to_be_bytes().to_vec();
-        wire.extend_from_slice(&frame);
-        self.stream.write_all(&wire).unwrap();
-        correlation_id
-    }
-
-    /// Reads the response to `correlation_id` at `version`.
-    fn receive<R: Decodable>(&mut self, api_key: ApiKey, version: i16, correlation_id: i32) -> R {
-        let (id, body) = read_response(&mut self.stream);
-        assert_eq!(id, correlation_id, "responses come back in request order");
-        let mut body = Bytes::from(body);
-        if api_key.response_header_version(version) >= 1 {
-            assert_eq!(body.get_u8(), 0, "empty response header tag section");
-        }
-        R::decode(&mut body, version).unwrap()
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(&mut self, api_key: ApiKey, version: i16, request: &Req) -> Resp {
-        let id = self.send(api_key, version, request);
-        self.receive(api_key, version, id)
-    }
-}
-
 fn name(text: &str) -> TopicName {
     TopicName(StrBytes::from_string(text.to_owned()))
 }
@@ -224,7 +175,7 @@ fn produce_errors_and_acks() {
     // acks=0 that fails: Kafka closes the connection so the producer refreshes its metadata.
     client.send(ApiKey::Produce, 9, &produce_request("nope", 0, 0, batch(&["lost"], 1)));
     let mut rest = Vec::new();
-    let closed = std::io::Read::read_to_end(&mut client.stream, &mut rest);
+    let closed = std::io::Read::read_to_end(client.stream(), &mut rest);
     assert!(matches!(closed, Ok(0)) || closed.is_err(), "connection closed, nothing sent: {closed:?} {rest:?}");
     assert!(broker.stderr().contains("acks=0 produce failed"), "{}", broker.stderr());
 }

@@ -263,3 +263,81 @@ pub fn list(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The `client.id` every [`Client`] sends.
+pub const CLIENT_ID: &str = "spate-test";
+
+/// A Kafka client speaking hand-built requests to a broker, one connection, correlation ids in order.
+pub struct Client {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    pub fn connect(broker: &Broker) -> Client {
+        Client::connect_with_read_timeout(broker.port, IO_TIMEOUT)
+    }
+
+    /// For calls that legitimately wait long (a JoinGroup held until a rebalance completes).
+    pub fn connect_with_read_timeout(port: u16, read_timeout: Duration) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(read_timeout)).unwrap();
+        Client { stream, next_id: 1 }
+    }
+
+    /// The connection itself, for tests that watch it close or write raw bytes.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Sends `request` at `version`; returns the correlation id used.
+    pub fn send<R: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        api_key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &R,
+    ) -> i32 {
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let correlation_id = self.next_id;
+        self.next_id += 1;
+        let header = kafka_protocol::messages::RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let mut frame = bytes::BytesMut::new();
+        header.encode(&mut frame, api_key.request_header_version(version)).unwrap();
+        request.encode(&mut frame, version).unwrap();
+        let mut wire = (frame.len() as i32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&frame);
+        self.stream.write_all(&wire).unwrap();
+        correlation_id
+    }
+
+    /// Reads the response to `correlation_id` at `version`.
+    pub fn receive<R: kafka_protocol::protocol::Decodable>(
+        &mut self,
+        api_key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> R {
+        use bytes::Buf;
+        let (id, body) = read_response(&mut self.stream);
+        assert_eq!(id, correlation_id, "responses come back in request order");
+        let mut body = bytes::Bytes::from(body);
+        if api_key.response_header_version(version) >= 1 {
+            assert_eq!(body.get_u8(), 0, "empty response header tag section");
+        }
+        R::decode(&mut body, version).unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"))
+    }
+
+    pub fn call<Req: kafka_protocol::protocol::Encodable, Resp: kafka_protocol::protocol::Decodable>(
+        &mut self,
+        api_key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        let id = self.send(api_key, version, request);
+        self.receive(api_key, version, id)
+    }
+}
