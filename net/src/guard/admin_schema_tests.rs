@@ -1,7 +1,6 @@
 //! Round trips of the admin API schemas against `kafka-protocol`'s encoders: for every version the
 //! handlers accept, the walk of a crate-encoded body consumes exactly the bytes the crate wrote.
 
-use bytes::BytesMut;
 use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
@@ -10,25 +9,11 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
 use uuid::Uuid;
 
 use super::super::walk::{check_body, BodyError};
+use super::tests::{assert_encoded_walks, text};
 use super::*;
-
-fn text(value: &'static str) -> StrBytes {
-    StrBytes::from_static_str(value)
-}
-
-fn assert_walks(schema: &Schema, version: i16, message: &impl Encodable) {
-    let mut out = BytesMut::new();
-    message.encode(&mut out, version).unwrap_or_else(|error| panic!("v{version}: {error}"));
-    let body = out.to_vec();
-    assert_eq!(check_body(schema, version, &body), Ok(body.len()), "v{version}");
-    for cut in [0, body.len() / 2, body.len() - 1] {
-        assert!(check_body(schema, version, &body[..cut]).is_err(), "v{version} cut at {cut}");
-    }
-}
 
 #[test]
 fn init_producer_id_and_find_coordinator() {
@@ -39,7 +24,7 @@ fn init_producer_id_and_find_coordinator() {
         if version >= 3 {
             request = request.with_producer_id(ProducerId(7)).with_producer_epoch(2);
         }
-        assert_walks(&INIT_PRODUCER_ID, version, &request);
+        assert_encoded_walks(&INIT_PRODUCER_ID, version, &request);
     }
     for version in 0..=6 {
         let mut request = FindCoordinatorRequest::default();
@@ -51,14 +36,14 @@ fn init_producer_id_and_find_coordinator() {
         if version >= 1 {
             request = request.with_key_type(1);
         }
-        assert_walks(&FIND_COORDINATOR, version, &request);
+        assert_encoded_walks(&FIND_COORDINATOR, version, &request);
     }
     for version in 0..=2 {
         let mut request = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
         if version >= 1 {
             request = request.with_endpoint_type(1);
         }
-        assert_walks(&DESCRIBE_CLUSTER, version, &request);
+        assert_encoded_walks(&DESCRIBE_CLUSTER, version, &request);
     }
 }
 
@@ -73,7 +58,7 @@ fn topic_admin() {
         } else {
             request = request.with_topic_names(vec![TopicName(text("t")), TopicName(text("u"))]);
         }
-        assert_walks(&DELETE_TOPICS, version, &request);
+        assert_encoded_walks(&DELETE_TOPICS, version, &request);
     }
     for version in 0..=3 {
         let assignment = CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(0)]);
@@ -83,19 +68,23 @@ fn topic_admin() {
             .with_assignments(Some(vec![assignment.clone(), assignment]));
         let without = CreatePartitionsTopic::default().with_name(TopicName(text("u"))).with_count(2);
         let request = CreatePartitionsRequest::default().with_topics(vec![with, without]).with_validate_only(true);
-        assert_walks(&CREATE_PARTITIONS, version, &request);
+        assert_encoded_walks(&CREATE_PARTITIONS, version, &request);
     }
     for version in 0..=2 {
         let partition = DeleteRecordsPartition::default().with_partition_index(1).with_offset(5);
         let topic = DeleteRecordsTopic::default()
             .with_name(TopicName(text("t")))
             .with_partitions(vec![partition.clone(), partition]);
-        assert_walks(&DELETE_RECORDS, version, &DeleteRecordsRequest::default().with_topics(vec![topic]));
+        assert_encoded_walks(&DELETE_RECORDS, version, &DeleteRecordsRequest::default().with_topics(vec![topic]));
     }
     for version in 1..=4 {
         let topic = DescribableLogDirTopic::default().with_topic(TopicName(text("t"))).with_partitions(vec![0, 1]);
-        assert_walks(&DESCRIBE_LOG_DIRS, version, &DescribeLogDirsRequest::default().with_topics(Some(vec![topic])));
-        assert_walks(&DESCRIBE_LOG_DIRS, version, &DescribeLogDirsRequest::default().with_topics(None));
+        assert_encoded_walks(
+            &DESCRIBE_LOG_DIRS,
+            version,
+            &DescribeLogDirsRequest::default().with_topics(Some(vec![topic])),
+        );
+        assert_encoded_walks(&DESCRIBE_LOG_DIRS, version, &DescribeLogDirsRequest::default().with_topics(None));
     }
 }
 
@@ -108,7 +97,7 @@ fn configs() {
         if version >= 3 {
             request = request.with_include_documentation(true);
         }
-        assert_walks(&DESCRIBE_CONFIGS, version, &request);
+        assert_encoded_walks(&DESCRIBE_CONFIGS, version, &request);
     }
     for version in 0..=2 {
         let config = AlterableConfig::default().with_name(text("retention.ms")).with_value(Some(text("1")));
@@ -117,7 +106,7 @@ fn configs() {
             .with_resource_name(text("t"))
             .with_configs(vec![config, AlterableConfig::default().with_name(text("x"))]);
         let request = AlterConfigsRequest::default().with_resources(vec![resource]).with_validate_only(true);
-        assert_walks(&ALTER_CONFIGS, version, &request);
+        assert_encoded_walks(&ALTER_CONFIGS, version, &request);
     }
     for version in 0..=1 {
         let config = incremental::AlterableConfig::default()
@@ -129,7 +118,7 @@ fn configs() {
             .with_resource_name(text("t"))
             .with_configs(vec![config.clone(), config]);
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![resource]);
-        assert_walks(&INCREMENTAL_ALTER_CONFIGS, version, &request);
+        assert_encoded_walks(&INCREMENTAL_ALTER_CONFIGS, version, &request);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Round trips of the group API schemas against `kafka-protocol`'s encoders: for every version the
 //! handlers accept, the walk of a crate-encoded body consumes exactly the bytes the crate wrote.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -10,24 +10,9 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
 
-use super::super::walk::check_body;
+use super::tests::{assert_encoded_walks, text};
 use super::*;
-
-fn text(value: &'static str) -> StrBytes {
-    StrBytes::from_static_str(value)
-}
-
-fn assert_walks(schema: &Schema, version: i16, message: &impl Encodable) {
-    let mut out = BytesMut::new();
-    message.encode(&mut out, version).unwrap_or_else(|error| panic!("v{version}: {error}"));
-    let body = out.to_vec();
-    assert_eq!(check_body(schema, version, &body), Ok(body.len()), "v{version}");
-    for cut in [0, body.len() / 2, body.len() - 1] {
-        assert!(check_body(schema, version, &body[..cut]).is_err(), "v{version} cut at {cut}");
-    }
-}
 
 #[test]
 fn join_sync_heartbeat_leave() {
@@ -50,7 +35,7 @@ fn join_sync_heartbeat_leave() {
         if version >= 8 {
             request = request.with_reason(Some(text("why")));
         }
-        assert_walks(&JOIN_GROUP, version, &request);
+        assert_encoded_walks(&JOIN_GROUP, version, &request);
     }
     for version in 0..=5 {
         let mut request = SyncGroupRequest::default()
@@ -66,7 +51,7 @@ fn join_sync_heartbeat_leave() {
         if version >= 5 {
             request = request.with_protocol_type(Some(text("consumer"))).with_protocol_name(Some(text("range")));
         }
-        assert_walks(&SYNC_GROUP, version, &request);
+        assert_encoded_walks(&SYNC_GROUP, version, &request);
     }
     for version in 0..=4 {
         let mut request = HeartbeatRequest::default()
@@ -76,7 +61,7 @@ fn join_sync_heartbeat_leave() {
         if version >= 3 {
             request = request.with_group_instance_id(Some(text("i")));
         }
-        assert_walks(&HEARTBEAT, version, &request);
+        assert_encoded_walks(&HEARTBEAT, version, &request);
     }
     for version in 0..=5 {
         let mut request = LeaveGroupRequest::default().with_group_id(GroupId(text("g")));
@@ -90,7 +75,7 @@ fn join_sync_heartbeat_leave() {
             }
             request = request.with_members(vec![member, MemberIdentity::default().with_member_id(text("n"))]);
         }
-        assert_walks(&LEAVE_GROUP, version, &request);
+        assert_encoded_walks(&LEAVE_GROUP, version, &request);
     }
 }
 
@@ -117,7 +102,7 @@ fn offset_commit_and_fetch() {
         if version >= 7 {
             request = request.with_group_instance_id(Some(text("i")));
         }
-        assert_walks(&OFFSET_COMMIT, version, &request);
+        assert_encoded_walks(&OFFSET_COMMIT, version, &request);
     }
     for version in 1..=9 {
         let request = if version <= 7 {
@@ -126,7 +111,7 @@ fn offset_commit_and_fetch() {
             ]));
             let all = OffsetFetchRequest::default().with_group_id(GroupId(text("g"))).with_topics(None);
             if version >= 2 {
-                assert_walks(&OFFSET_FETCH, version, &all);
+                assert_encoded_walks(&OFFSET_FETCH, version, &all);
             }
             if version >= 7 {
                 request.with_require_stable(true)
@@ -144,6 +129,6 @@ fn offset_commit_and_fetch() {
             let all = OffsetFetchRequestGroup::default().with_group_id(GroupId(text("h"))).with_topics(None);
             OffsetFetchRequest::default().with_groups(vec![group, all])
         };
-        assert_walks(&OFFSET_FETCH, version, &request);
+        assert_encoded_walks(&OFFSET_FETCH, version, &request);
     }
 }

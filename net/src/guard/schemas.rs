@@ -333,20 +333,29 @@ mod tests {
         TopicName(StrBytes::from_static_str(text))
     }
 
-    fn encode(message: &impl Encodable, version: i16) -> Vec<u8> {
+    pub(super) fn text(value: &'static str) -> StrBytes {
+        StrBytes::from_static_str(value)
+    }
+
+    pub(super) fn encode(message: &impl Encodable, version: i16) -> Vec<u8> {
         let mut out = BytesMut::new();
         message.encode(&mut out, version).unwrap_or_else(|e| panic!("v{version}: {e}"));
         out.to_vec()
     }
 
     /// The walk consumes exactly the crate's encoding, and refuses every proper prefix of it.
-    fn assert_walks(schema: &Schema, version: i16, body: &[u8]) {
+    pub(super) fn assert_walks(schema: &Schema, version: i16, body: &[u8]) {
         assert_eq!(check_body(schema, version, body), Ok(body.len()), "v{version}");
         for cut in [0, 1, body.len() / 2, body.len() - 1] {
             if cut < body.len() {
                 assert!(check_body(schema, version, &body[..cut]).is_err(), "v{version} cut at {cut}");
             }
         }
+    }
+
+    /// [`assert_walks`] on the crate's encoding of `message`.
+    pub(super) fn assert_encoded_walks(schema: &Schema, version: i16, message: &impl Encodable) {
+        assert_walks(schema, version, &encode(message, version));
     }
 
     #[test]
