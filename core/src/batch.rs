@@ -312,43 +312,97 @@ impl Default for BatchOptions {
 /// Encodes an uncompressed v2 batch, as a producer would. Used by tests, the benchmarks and the CLI producer.
 pub fn build_batch(records: &[RecordSpec<'_>], options: BatchOptions) -> Vec<u8> {
     assert!(!records.is_empty(), "a batch holds at least one record");
-    let base_timestamp = records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
-    let max_timestamp = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.iter().map(|r| r.encoded_len_hint()).sum::<usize>());
-    out.extend_from_slice(&options.base_offset.to_be_bytes());
-    out.extend_from_slice(&0i32.to_be_bytes()); // batch_length, patched below
-    out.extend_from_slice(&options.partition_leader_epoch.to_be_bytes());
-    out.push(MAGIC_V2 as u8);
-    out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
-    out.extend_from_slice(&0i16.to_be_bytes());
-    out.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&max_timestamp.to_be_bytes());
-    out.extend_from_slice(&options.producer_id.to_be_bytes());
-    out.extend_from_slice(&options.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&options.base_sequence.to_be_bytes());
-    out.extend_from_slice(&(records.len() as i32).to_be_bytes());
-    let mut body = Vec::new();
-    for (delta, record) in records.iter().enumerate() {
+    let mut builder = BatchBuilder::with_capacity(records.iter().map(|r| r.encoded_len_hint()).sum::<usize>());
+    for record in records {
+        builder.push(record);
+    }
+    builder.finish(options, Compression::None).expect("no codec, nothing to fail")
+}
+
+/// Builds a v2 batch one record at a time, as a producer's accumulator does; [`BatchBuilder::finish`]
+/// compresses the records section if asked. Reusable: `finish` leaves it empty.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    body: Vec<u8>,
+    record: Vec<u8>,
+    record_count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl BatchBuilder {
+    pub fn with_capacity(body_bytes: usize) -> Self {
+        BatchBuilder { body: Vec::with_capacity(body_bytes), ..BatchBuilder::default() }
+    }
+
+    /// Records pushed since the last `finish`.
+    pub fn record_count(&self) -> i32 {
+        self.record_count
+    }
+
+    /// Encoded size so far (header plus uncompressed records).
+    pub fn encoded_len(&self) -> usize {
+        BATCH_HEADER_LEN + self.body.len()
+    }
+
+    /// Appends a record. Timestamp deltas are relative to the first record's timestamp, as the Java
+    /// producer writes them (so they may be negative if the clock steps back).
+    pub fn push(&mut self, record: &RecordSpec<'_>) {
+        if self.record_count == 0 {
+            self.base_timestamp = record.timestamp_ms;
+            self.max_timestamp = record.timestamp_ms;
+        }
+        self.max_timestamp = self.max_timestamp.max(record.timestamp_ms);
+        let body = &mut self.record;
         body.clear();
         body.push(0); // record attributes: unused
-        varint::write_varlong(&mut body, record.timestamp_ms - base_timestamp);
-        varint::write_varint(&mut body, delta as i32);
-        write_bytes(&mut body, record.key);
-        write_bytes(&mut body, record.value);
-        varint::write_varint(&mut body, record.headers.len() as i32);
+        varint::write_varlong(body, record.timestamp_ms - self.base_timestamp);
+        varint::write_varint(body, self.record_count);
+        write_bytes(body, record.key);
+        write_bytes(body, record.value);
+        varint::write_varint(body, record.headers.len() as i32);
         for (key, value) in record.headers {
-            write_bytes(&mut body, Some(key.as_bytes()));
-            write_bytes(&mut body, *value);
+            write_bytes(body, Some(key.as_bytes()));
+            write_bytes(body, *value);
         }
-        varint::write_varint(&mut out, body.len() as i32);
-        out.extend_from_slice(&body);
+        varint::write_varint(&mut self.body, body.len() as i32);
+        self.body.extend_from_slice(body);
+        self.record_count += 1;
     }
-    let batch_length = (out.len() - LOG_OVERHEAD) as i32;
-    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    let crc = compute_crc(&out);
-    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-    out
+
+    /// The finished batch (records compressed with `compression`), CRC included. Panics if empty.
+    pub fn finish(&mut self, options: BatchOptions, compression: Compression) -> Result<Vec<u8>, ErrorCode> {
+        assert!(self.record_count > 0, "a batch holds at least one record");
+        let compressed;
+        let records: &[u8] = if compression == Compression::None {
+            &self.body
+        } else {
+            compressed = crate::compression::compress_records(compression, &self.body)?;
+            &compressed
+        };
+        let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
+        out.extend_from_slice(&options.base_offset.to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes()); // batch_length, patched below
+        out.extend_from_slice(&options.partition_leader_epoch.to_be_bytes());
+        out.push(MAGIC_V2 as u8);
+        out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
+        out.extend_from_slice(&(compression as i16).to_be_bytes());
+        out.extend_from_slice(&(self.record_count - 1).to_be_bytes());
+        out.extend_from_slice(&self.base_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        out.extend_from_slice(&options.producer_id.to_be_bytes());
+        out.extend_from_slice(&options.producer_epoch.to_be_bytes());
+        out.extend_from_slice(&options.base_sequence.to_be_bytes());
+        out.extend_from_slice(&self.record_count.to_be_bytes());
+        out.extend_from_slice(records);
+        let batch_length = (out.len() - LOG_OVERHEAD) as i32;
+        out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        let crc = compute_crc(&out);
+        out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        self.body.clear();
+        self.record_count = 0;
+        Ok(out)
+    }
 }
 
 fn write_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {

@@ -148,3 +148,33 @@ fn record_set_splits_into_batches() {
     let results: Vec<_> = split_record_set(truncated).collect();
     assert_eq!(results.last().unwrap().unwrap_err(), ErrorCode::CorruptMessage);
 }
+
+#[test]
+fn builder_compresses_with_every_codec_and_is_reusable() {
+    let mut builder = BatchBuilder::default();
+    let plain_body = {
+        let plain = sample(5);
+        plain[BATCH_HEADER_LEN..].to_vec()
+    };
+    for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        let headers: &[(&str, Option<&[u8]>)] = &[("h", Some(b"1")), ("h", Some(b"2")), ("null", None)];
+        for i in 0..5 {
+            let value = format!("value-{i}").into_bytes();
+            builder.push(&RecordSpec {
+                key: if i % 2 == 0 { Some(b"key".as_slice()) } else { None },
+                value: Some(&value),
+                headers,
+                timestamp_ms: 1_700_000_000_000 + i as i64,
+            });
+        }
+        assert_eq!(builder.record_count(), 5);
+        let options = BatchOptions { producer_id: 7, producer_epoch: 1, base_sequence: 0, ..Default::default() };
+        let batch = builder.finish(options, codec).unwrap();
+        assert_eq!(builder.record_count(), 0, "finish empties the builder");
+        let view = BatchView::validate_produced(&batch, 1 << 20).unwrap();
+        assert_eq!(view.header.compression(), Some(codec));
+        assert_eq!((view.header.record_count, view.header.max_timestamp), (5, 1_700_000_000_004));
+        let body = crate::compression::batch_records(&view.header, &batch, 1 << 20).unwrap();
+        assert_eq!(&body[..], &plain_body[..], "{codec:?}: same records as build_batch");
+    }
+}

@@ -17,6 +17,13 @@
 //! memory_budget_bytes_per_shard = 536870912 # requests and responses in flight; default: physical
 //!                                           # RAM / 4 / shards, within 64 MiB..=512 MiB
 //! retention_check_interval_ms = 300000 # how often retention runs (log.retention.check.interval.ms)
+//! io_ring_depth = 128                  # entries of each shard's io_uring rings (glommio's default 128)
+//! io_memory_bytes_per_shard = 10485760 # I/O memory registered with io_uring per shard (glommio's 10 MiB)
+//! spin_before_park_us = 50             # an idle shard polls this long before sleeping; 0 never polls
+//! preempt_timer_ms = 100               # a busy task queue yields this often (glommio's default 100 ms)
+//! group_commit_window_us = 0           # a log waits this long for more appenders before write + fdatasync
+//! socket_send_buffer_bytes = 0         # SO_SNDBUF of accepted connections; 0: kernel autotuning
+//! socket_receive_buffer_bytes = 0      # SO_RCVBUF of accepted connections; 0: kernel autotuning
 //!
 //! [topic_defaults]                     # broker-wide topic config defaults, with Kafka's topic keys
 //! "retention.ms" = 604800000
@@ -49,6 +56,12 @@ pub const MEMORY_BUDGET_BYTES_MIN: usize = 1 << 20;
 pub const DEFAULT_MEMORY_BUDGET_BYTES_MIN: usize = 64 << 20;
 /// See [`DEFAULT_MEMORY_BUDGET_BYTES_MIN`].
 pub const DEFAULT_MEMORY_BUDGET_BYTES_MAX: usize = 512 << 20;
+/// Default `spin_before_park_us` (what the shard pool always used).
+pub const DEFAULT_SPIN_BEFORE_PARK_US: u64 = 50;
+/// Largest `io_ring_depth` (io_uring's limit on submission queue entries).
+pub const IO_RING_DEPTH_MAX: usize = 32_768;
+/// Largest `group_commit_window_us` and `spin_before_park_us`: one second.
+pub const MICROS_SETTING_MAX: u64 = 1_000_000;
 /// Default `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`).
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
 
@@ -106,6 +119,20 @@ pub struct Settings {
     pub retention_check_interval_ms: Option<u64>,
     /// Memory budget of each shard for requests and responses, in bytes.
     pub memory_budget_bytes_per_shard: Option<usize>,
+    /// Entries of each shard's io_uring rings.
+    pub io_ring_depth: Option<usize>,
+    /// I/O memory each shard registers with io_uring, in bytes.
+    pub io_memory_bytes_per_shard: Option<usize>,
+    /// How long an idle shard polls before sleeping, in microseconds; 0 never polls.
+    pub spin_before_park_us: Option<u64>,
+    /// How often a busy task queue yields, in milliseconds.
+    pub preempt_timer_ms: Option<u64>,
+    /// How long a log waits for more appenders before a write + fdatasync, in microseconds.
+    pub group_commit_window_us: Option<u64>,
+    /// SO_SNDBUF of accepted connections, in bytes; 0 leaves the kernel's autotuning.
+    pub socket_send_buffer_bytes: Option<usize>,
+    /// SO_RCVBUF of accepted connections, in bytes; 0 leaves the kernel's autotuning.
+    pub socket_receive_buffer_bytes: Option<usize>,
     /// Broker-wide topic config defaults, by Kafka topic config key.
     pub topic_defaults: Option<BTreeMap<String, toml::Value>>,
 }
@@ -136,8 +163,62 @@ impl Settings {
             memory_budget_bytes_per_shard: overrides
                 .memory_budget_bytes_per_shard
                 .or(self.memory_budget_bytes_per_shard),
+            io_ring_depth: overrides.io_ring_depth.or(self.io_ring_depth),
+            io_memory_bytes_per_shard: overrides.io_memory_bytes_per_shard.or(self.io_memory_bytes_per_shard),
+            spin_before_park_us: overrides.spin_before_park_us.or(self.spin_before_park_us),
+            preempt_timer_ms: overrides.preempt_timer_ms.or(self.preempt_timer_ms),
+            group_commit_window_us: overrides.group_commit_window_us.or(self.group_commit_window_us),
+            socket_send_buffer_bytes: overrides.socket_send_buffer_bytes.or(self.socket_send_buffer_bytes),
+            socket_receive_buffer_bytes: overrides.socket_receive_buffer_bytes.or(self.socket_receive_buffer_bytes),
             topic_defaults: overrides.topic_defaults.or(self.topic_defaults),
         }
+    }
+
+    /// The settings of a tuning profile's `[broker]` section (same names).
+    pub fn from_profile(broker: &tuning::BrokerSettings) -> Settings {
+        let size = |bytes: u64| usize::try_from(bytes).unwrap_or(usize::MAX);
+        Settings {
+            // A CPU list, never a count: `cores = "3"` in a profile is CPU 3 (as text, `--cores 3` is a count).
+            cores: Some(match tuning::discover::parse_cpu_list(&broker.cores) {
+                Ok(cpus) if !cpus.is_empty() => CoresValue::List(cpus),
+                _ => CoresValue::Text(broker.cores.clone()),
+            }),
+            memory_budget_bytes_per_shard: Some(size(broker.memory_budget_bytes_per_shard)),
+            batch_cache_bytes_per_shard: Some(size(broker.batch_cache_bytes_per_shard)),
+            io_ring_depth: Some(size(broker.io_ring_depth)),
+            io_memory_bytes_per_shard: Some(size(broker.io_memory_bytes_per_shard)),
+            spin_before_park_us: Some(broker.spin_before_park_us),
+            preempt_timer_ms: Some(broker.preempt_timer_ms),
+            group_commit_window_us: Some(broker.group_commit_window_us),
+            socket_send_buffer_bytes: Some(size(broker.socket_send_buffer_bytes)),
+            socket_receive_buffer_bytes: Some(size(broker.socket_receive_buffer_bytes)),
+            ..Settings::default()
+        }
+    }
+
+    /// The settings a tuning profile can set, by name, with this layer's value where it has one (for the
+    /// startup log of what was applied from where).
+    pub fn tuning_values(&self) -> Vec<(&'static str, Option<String>)> {
+        fn text<T: ToString>(value: &Option<T>) -> Option<String> {
+            value.as_ref().map(ToString::to_string)
+        }
+        let cores = self.cores.as_ref().map(|cores| match cores {
+            CoresValue::Count(count) => count.to_string(),
+            CoresValue::Text(text) => text.clone(),
+            CoresValue::List(cpus) => tuning::discover::format_cpu_list(cpus),
+        });
+        vec![
+            ("cores", cores),
+            ("memory_budget_bytes_per_shard", text(&self.memory_budget_bytes_per_shard)),
+            ("batch_cache_bytes_per_shard", text(&self.batch_cache_bytes_per_shard)),
+            ("io_ring_depth", text(&self.io_ring_depth)),
+            ("io_memory_bytes_per_shard", text(&self.io_memory_bytes_per_shard)),
+            ("spin_before_park_us", text(&self.spin_before_park_us)),
+            ("preempt_timer_ms", text(&self.preempt_timer_ms)),
+            ("group_commit_window_us", text(&self.group_commit_window_us)),
+            ("socket_send_buffer_bytes", text(&self.socket_send_buffer_bytes)),
+            ("socket_receive_buffer_bytes", text(&self.socket_receive_buffer_bytes)),
+        ]
     }
 
     /// Fills in defaults and checks everything.
@@ -228,6 +309,32 @@ impl Settings {
         if retention_check_interval_ms == 0 {
             return Err(ConfigError("retention_check_interval_ms must be at least 1".into()));
         }
+        let io_ring_depth = self.io_ring_depth;
+        if io_ring_depth.is_some_and(|depth| !(1..=IO_RING_DEPTH_MAX).contains(&depth)) {
+            return Err(ConfigError(format!("io_ring_depth must be 1..={IO_RING_DEPTH_MAX}")));
+        }
+        if self.io_memory_bytes_per_shard.is_some_and(|bytes| !(64 << 10..=1 << 30).contains(&bytes)) {
+            return Err(ConfigError("io_memory_bytes_per_shard must be 65536 (64 KiB)..=1073741824 (1 GiB)".into()));
+        }
+        let spin_before_park_us = self.spin_before_park_us.unwrap_or(DEFAULT_SPIN_BEFORE_PARK_US);
+        if spin_before_park_us > MICROS_SETTING_MAX {
+            return Err(ConfigError(format!("spin_before_park_us must be at most {MICROS_SETTING_MAX}")));
+        }
+        if self.preempt_timer_ms.is_some_and(|ms| !(1..=10_000).contains(&ms)) {
+            return Err(ConfigError("preempt_timer_ms must be 1..=10000".into()));
+        }
+        let group_commit_window_us = self.group_commit_window_us.unwrap_or(0);
+        if group_commit_window_us > MICROS_SETTING_MAX {
+            return Err(ConfigError(format!("group_commit_window_us must be at most {MICROS_SETTING_MAX}")));
+        }
+        let socket_buffer = |bytes: Option<usize>, what: &str| match bytes {
+            None | Some(0) => Ok(None),
+            Some(bytes) if bytes <= i32::MAX as usize / 2 => Ok(Some(bytes)),
+            Some(_) => Err(ConfigError(format!("{what} must be at most {}", i32::MAX / 2))),
+        };
+        let socket_send_buffer_bytes = socket_buffer(self.socket_send_buffer_bytes, "socket_send_buffer_bytes")?;
+        let socket_receive_buffer_bytes =
+            socket_buffer(self.socket_receive_buffer_bytes, "socket_receive_buffer_bytes")?;
         Ok(ServeConfig {
             listen,
             listen_host,
@@ -246,6 +353,13 @@ impl Settings {
             batch_cache_bytes_per_shard: self.batch_cache_bytes_per_shard,
             retention_check_interval: Duration::from_millis(retention_check_interval_ms),
             memory_budget_bytes_per_shard: self.memory_budget_bytes_per_shard,
+            io_ring_depth,
+            io_memory_bytes_per_shard: self.io_memory_bytes_per_shard,
+            spin_before_park: (spin_before_park_us > 0).then(|| Duration::from_micros(spin_before_park_us)),
+            preempt_timer: self.preempt_timer_ms.map(Duration::from_millis),
+            group_commit_window: Duration::from_micros(group_commit_window_us),
+            socket_send_buffer_bytes,
+            socket_receive_buffer_bytes,
         })
     }
 }
@@ -277,6 +391,20 @@ pub struct ServeConfig {
     pub retention_check_interval: Duration,
     /// Request and response memory budget per shard; `None`: [`default_memory_budget_bytes`].
     pub memory_budget_bytes_per_shard: Option<usize>,
+    /// io_uring ring depth per shard; `None`: glommio's default.
+    pub io_ring_depth: Option<usize>,
+    /// io_uring registered I/O memory per shard; `None`: glommio's default.
+    pub io_memory_bytes_per_shard: Option<usize>,
+    /// Idle polling before an executor sleeps; `None`: never polls.
+    pub spin_before_park: Option<Duration>,
+    /// glommio's preemption timer; `None`: glommio's default.
+    pub preempt_timer: Option<Duration>,
+    /// Every log's group-commit window (zero: one yield, no timer).
+    pub group_commit_window: Duration,
+    /// SO_SNDBUF set on accepted connections; `None`: left to the kernel.
+    pub socket_send_buffer_bytes: Option<usize>,
+    /// SO_RCVBUF set on accepted connections; `None`: left to the kernel.
+    pub socket_receive_buffer_bytes: Option<usize>,
 }
 
 /// How topics come to exist, and their defaults.
@@ -350,6 +478,10 @@ mod tests {
         assert_eq!(config.topics.defaults, TopicDefaults::default());
         assert_eq!(config.batch_cache_bytes_per_shard, None);
         assert_eq!(config.retention_check_interval, Duration::from_secs(300));
+        assert_eq!((config.io_ring_depth, config.io_memory_bytes_per_shard, config.preempt_timer), (None, None, None));
+        assert_eq!(config.spin_before_park, Some(Duration::from_micros(50)), "the pool's old default");
+        assert_eq!(config.group_commit_window, Duration::ZERO);
+        assert_eq!((config.socket_send_buffer_bytes, config.socket_receive_buffer_bytes), (None, None));
         let cache = default_batch_cache_bytes(2);
         assert!((1 << 20..=DEFAULT_BATCH_CACHE_BYTES_MAX).contains(&cache), "{cache}");
         assert_eq!(config.memory_budget_bytes_per_shard, None);
@@ -381,6 +513,13 @@ mod tests {
             "batch_cache_bytes_per_shard = 0",
             "retention_check_interval_ms = 0",
             "memory_budget_bytes_per_shard = 1000",
+            "io_ring_depth = 0",
+            "io_ring_depth = 65536",
+            "io_memory_bytes_per_shard = 4096",
+            "spin_before_park_us = 5000000",
+            "preempt_timer_ms = 0",
+            "group_commit_window_us = 2000000",
+            "socket_send_buffer_bytes = 4294967296",
         ] {
             let settings: Settings = toml::from_str(bad).unwrap();
             assert!(settings.resolve().is_err(), "{bad}");
@@ -445,5 +584,37 @@ mod tests {
         assert_eq!(split_host_port("[::1]:9092", "listen"), Ok(("::1".into(), 9092)));
         let config = Settings { listen: Some("[::1]:0".into()), ..Settings::default() }.resolve().unwrap();
         assert!(config.listen.is_ipv6());
+    }
+
+    #[test]
+    fn tuning_settings_from_a_profile_then_file_then_flags() {
+        let broker = tuning::BrokerSettings {
+            cores: "0".into(),
+            memory_budget_bytes_per_shard: 64 << 20,
+            batch_cache_bytes_per_shard: 32 << 20,
+            io_ring_depth: 256,
+            io_memory_bytes_per_shard: 16 << 20,
+            spin_before_park_us: 0,
+            preempt_timer_ms: 5,
+            group_commit_window_us: 500,
+            socket_send_buffer_bytes: 0,
+            socket_receive_buffer_bytes: 1 << 20,
+        };
+        let profile = Settings::from_profile(&broker);
+        assert!(profile.tuning_values().iter().all(|(_, value)| value.is_some()), "a profile sets every tuning key");
+        let file: Settings = toml::from_str("io_ring_depth = 64\ngroup_commit_window_us = 100\n").unwrap();
+        let flags = Settings { cores: Some(CoresValue::Text("1".into())), ..Settings::default() };
+        let config = profile.overridden_by(file).overridden_by(flags).resolve().unwrap();
+        assert_eq!(config.cores, CoreSpec::Count(1), "flag wins");
+        let alone = Settings::from_profile(&broker).resolve().unwrap();
+        assert_eq!(alone.cores, CoreSpec::List(vec![0]), "a profile's \"0\" is CPU 0, not a count");
+        assert_eq!(config.io_ring_depth, Some(64), "file beats profile");
+        assert_eq!(config.group_commit_window, Duration::from_micros(100));
+        assert_eq!(config.io_memory_bytes_per_shard, Some(16 << 20));
+        assert_eq!(config.spin_before_park, None, "0 never spins");
+        assert_eq!(config.preempt_timer, Some(Duration::from_millis(5)));
+        assert_eq!((config.socket_send_buffer_bytes, config.socket_receive_buffer_bytes), (None, Some(1 << 20)));
+        assert_eq!(config.memory_budget_bytes_per_shard, Some(64 << 20));
+        assert_eq!(config.batch_cache_bytes_per_shard, Some(32 << 20));
     }
 }

@@ -156,13 +156,30 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
             table,
             cache_bytes,
             retention_check_interval: config.retention_check_interval,
+            group_commit_window: config.group_commit_window,
         },
         decoder: FrameDecoder::new(config.max_frame_bytes),
         max_connections: config.max_connections_per_shard,
         memory_budget_bytes,
+        socket_send_buffer_bytes: config.socket_send_buffer_bytes,
+        socket_receive_buffer_bytes: config.socket_receive_buffer_bytes,
     };
     let mut listeners = listeners.into_iter();
-    let pool_config = PoolConfig::new("spate-shard", ShardPlacement::Pinned(cpus));
+    let mut pool_config = PoolConfig::new("spate-shard", ShardPlacement::Pinned(cpus));
+    pool_config.spin_before_park = config.spin_before_park;
+    pool_config.ring_depth = config.io_ring_depth;
+    pool_config.io_memory_bytes = config.io_memory_bytes_per_shard;
+    pool_config.preempt_timer = config.preempt_timer;
+    info!(
+        io_ring_depth = ?config.io_ring_depth,
+        io_memory_bytes_per_shard = ?config.io_memory_bytes_per_shard,
+        spin_before_park = ?config.spin_before_park,
+        preempt_timer = ?config.preempt_timer,
+        group_commit_window = ?config.group_commit_window,
+        socket_send_buffer_bytes = ?config.socket_send_buffer_bytes,
+        socket_receive_buffer_bytes = ?config.socket_receive_buffer_bytes,
+        "runtime settings (None: the runtime's or kernel's default)"
+    );
     let pool = ShardPool::start(pool_config, |_| {
         let (listener, shard_config, shutdown) = (listeners.next(), shard_config.clone(), shutdown.clone());
         move |shard: ShardHandle| async move {
@@ -213,6 +230,10 @@ struct ShardConfig {
     max_connections: usize,
     /// Each shard's [`MemoryBudget`], in bytes.
     memory_budget_bytes: usize,
+    /// SO_SNDBUF for accepted connections; `None`: the kernel's autotuning.
+    socket_send_buffer_bytes: Option<usize>,
+    /// SO_RCVBUF for accepted connections; `None`: the kernel's autotuning.
+    socket_receive_buffer_bytes: Option<usize>,
 }
 
 /// One shard: open its partitions, accept until shutdown, wait (bounded) for the connections to
@@ -286,6 +307,14 @@ async fn accept_loop(
         }
         if let Err(error) = connection.set_nodelay(true) {
             warn!(shard = %id, %peer, "cannot set TCP_NODELAY: {error}");
+        }
+        if config.socket_send_buffer_bytes.is_some() || config.socket_receive_buffer_bytes.is_some() {
+            match connection.set_buffer_sizes(config.socket_send_buffer_bytes, config.socket_receive_buffer_bytes) {
+                Ok((send, receive)) => {
+                    tracing::debug!(shard = %id, %peer, send, receive, "socket buffer sizes (as the kernel reports them)")
+                }
+                Err(error) => warn!(shard = %id, %peer, "cannot set socket buffer sizes: {error}"),
+            }
         }
         let (decoder, context, budget, signal, open) =
             (config.decoder, context.clone(), budget.clone(), signal.clone(), open.clone());

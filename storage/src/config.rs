@@ -44,6 +44,11 @@ pub struct LogConfig {
     pub preallocate_bytes: u64,
     /// Capacity of the active segment's direct-I/O write buffer; larger batches get a buffer of their own size.
     pub write_buffer_bytes: usize,
+    /// Broker-wide group-commit window, in microseconds (not a Kafka topic config): how long the task that is
+    /// about to issue a write-and-fdatasync (under [`FlushPolicy::EveryAppend`]) or an explicit fdatasync waits
+    /// for more appenders to join it. 0 (the default): no timer, one yield, so only the appenders already
+    /// woken share it.
+    pub group_commit_window_us: u64,
 }
 
 impl Default for LogConfig {
@@ -61,6 +66,7 @@ impl Default for LogConfig {
             message_timestamp_type: TimestampType::CreateTime,
             preallocate_bytes: 32 << 20,
             write_buffer_bytes: 1 << 20,
+            group_commit_window_us: 0,
         }
     }
 }

@@ -322,7 +322,12 @@ impl<D: Disk> Log<D> {
             let mut guard = InFlight { log: self, kind: InFlightKind::Write, buffer_taken: false, finished: false };
             // Let appenders woken in the same wave copy their batches in first (they do so without yielding),
             // so that one write carries them all instead of the wave splitting into several writes and syncs.
-            crate::yield_now::yield_now().await;
+            // With a group-commit window and a write that an fdatasync will follow, wait that long instead, so
+            // appenders arriving meanwhile (from the network) share the write and its fdatasync.
+            match self.group_commit_window(true) {
+                Some(window) => self.disk.sleep(window).await,
+                None => crate::yield_now::yield_now().await,
+            }
             let (file, out, preallocate_to, covers_offset) = {
                 let mut state = self.state();
                 if let Err(error) = state.check_writable() {
@@ -416,6 +421,18 @@ impl<D: Disk> Log<D> {
                 Step::Sync(file, covers_offset) => (file, covers_offset),
             };
             let mut guard = InFlight { log: self, kind: InFlightKind::Sync, buffer_taken: false, finished: false };
+            // An explicit flush (acks=-1 on a log that does not flush every append, an interval flush) waits the
+            // group-commit window before its fdatasync, then covers every write completed meanwhile. (Under
+            // flush-every-append the window was spent before the write.) A roll waits for this sync, so the
+            // active file cannot change during the window.
+            let mut covers_offset = covers_offset;
+            if let Some(window) = self.group_commit_window(false) {
+                self.disk.sleep(window).await;
+                let state = self.state();
+                if Rc::ptr_eq(&state.active.file, &file) {
+                    covers_offset = covers_offset.max(state.written_next_offset);
+                }
+            }
             let result = file.sync_data().await;
             guard.finished = true;
             let mut state = self.state();
@@ -428,6 +445,16 @@ impl<D: Disk> Log<D> {
                 Err(error) => return Err(self.fail(&mut state, "fdatasync of a segment", error)),
             }
         }
+    }
+
+    /// The group-commit window to wait before a write (`before_write`) or an fdatasync, if any: before the write
+    /// only under [`FlushPolicy::EveryAppend`] (its fdatasync follows at once), before an fdatasync only under
+    /// the other policies (so a flush-every-append round waits once, not twice).
+    fn group_commit_window(&self, before_write: bool) -> Option<std::time::Duration> {
+        let state = self.state.borrow();
+        let every_append = state.config.flush_policy() == FlushPolicy::EveryAppend;
+        let window_us = state.config.group_commit_window_us;
+        (window_us > 0 && every_append == before_write).then(|| std::time::Duration::from_micros(window_us))
     }
 
     /// Writes and fdatasyncs everything appended so far (shared with concurrent callers).

@@ -567,3 +567,47 @@ fn an_abandoned_append_never_hangs_the_log() {
         assert!(log.failure().is_none());
     });
 }
+
+/// Appenders arriving a few milliseconds apart: each starts after `i` ms and appends one batch, then (for a
+/// log that does not flush every append) flushes explicitly. Returns (writes, fdatasyncs) they took.
+fn staggered_appends(config: LogConfig, explicit_flush: bool) -> (u64, u64) {
+    use storage::disk::Disk;
+    block_on(async {
+        let disk = MemDisk::new(16);
+        let log = open(&disk, config, 1 << 20);
+        let (writes_before, syncs_before) = (disk.write_count(), disk.sync_count());
+        let appends: Vec<_> = (0..6u64)
+            .map(|i| {
+                let (log, disk) = (&log, disk.clone());
+                async move {
+                    disk.sleep(std::time::Duration::from_millis(i * 2)).await;
+                    log.append(batch(i, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap();
+                    if explicit_flush {
+                        log.flush().await.unwrap();
+                    }
+                }
+            })
+            .collect();
+        join_all(appends).await;
+        assert_eq!(log.durable_offset(), 6);
+        (disk.write_count() - writes_before, disk.sync_count() - syncs_before)
+    })
+}
+
+#[test]
+fn group_commit_window_gathers_staggered_appenders_into_one_write_and_fdatasync() {
+    let every_append = small_config().flush_every_append();
+    let (writes, syncs) = staggered_appends(every_append.clone(), false);
+    assert!(writes >= 3 && syncs >= 3, "without a window each arrival writes alone: {writes} writes, {syncs} syncs");
+    let windowed = LogConfig { group_commit_window_us: 200_000, ..every_append };
+    assert_eq!(staggered_appends(windowed, false), (1, 1), "one write and one fdatasync for the whole window");
+}
+
+#[test]
+fn group_commit_window_gathers_explicit_flushes_into_one_fdatasync() {
+    let (_, syncs) = staggered_appends(small_config(), true);
+    assert!(syncs >= 3, "without a window each flush syncs alone: {syncs}");
+    let windowed = LogConfig { group_commit_window_us: 200_000, ..small_config() };
+    let (_, syncs) = staggered_appends(windowed, true);
+    assert_eq!(syncs, 1, "one fdatasync for every flush in the window");
+}

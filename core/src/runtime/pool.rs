@@ -62,6 +62,15 @@ pub struct PoolConfig {
     pub mesh_capacity: usize,
     /// Calls from other shards a shard handles at once before it stops taking more.
     pub max_concurrent_calls: usize,
+    /// Entries of each of the executor's io_uring rings (glommio's `ring_depth`): how many I/O requests a
+    /// shard can have submitted to the kernel at once. `None`: glommio's default (128).
+    pub ring_depth: Option<usize>,
+    /// Bytes of I/O memory each executor preallocates and registers with io_uring (glommio's `io_memory`).
+    /// `None`: glommio's default (10 MiB).
+    pub io_memory_bytes: Option<usize>,
+    /// How often a long-running task queue is told to yield to the others (glommio's `preempt_timer`).
+    /// `None`: glommio's default (100 ms).
+    pub preempt_timer: Option<Duration>,
 }
 
 impl PoolConfig {
@@ -73,6 +82,9 @@ impl PoolConfig {
             spin_before_park: Some(Duration::from_micros(50)),
             mesh_capacity: 1024,
             max_concurrent_calls: 1024,
+            ring_depth: None,
+            io_memory_bytes: None,
+            preempt_timer: None,
         }
     }
 }
@@ -143,6 +155,7 @@ impl<T: Send + 'static> ShardPool<T> {
         assert!(nr_shards > 0, "a pool needs at least one shard");
         assert!(nr_shards <= usize::from(u16::MAX), "{nr_shards} shards is more than a ShardId can name");
         assert!(config.mesh_capacity > 0 && config.max_concurrent_calls > 0, "zero capacity in {config:?}");
+        assert!(config.ring_depth != Some(0), "a ring depth of 0 in {config:?}");
         let mesh = MeshSetup::<Req, Resp>::new(nr_shards, config.mesh_capacity);
         let (exit_tx, exits) = mpsc::channel();
         let mut handles = Vec::with_capacity(nr_shards);
@@ -155,6 +168,15 @@ impl<T: Send + 'static> ShardPool<T> {
             let mut builder = LocalExecutorBuilder::new(placement).name(&format!("{}-{index}", config.name));
             if let Some(spin) = config.spin_before_park {
                 builder = builder.spin_before_park(spin);
+            }
+            if let Some(depth) = config.ring_depth {
+                builder = builder.ring_depth(depth);
+            }
+            if let Some(bytes) = config.io_memory_bytes {
+                builder = builder.io_memory(bytes);
+            }
+            if let Some(timer) = config.preempt_timer {
+                builder = builder.preempt_timer(timer);
             }
             let main = make_main(shard);
             let mesh = mesh.clone();

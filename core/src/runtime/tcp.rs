@@ -90,6 +90,28 @@ impl Connection {
     pub fn set_nodelay(&self, value: bool) -> io::Result<()> {
         self.inner.set_nodelay(value).map_err(io::Error::from)
     }
+
+    /// Sets SO_SNDBUF and SO_RCVBUF (each when given) and returns the sizes the kernel reports afterwards
+    /// (send, receive). Linux doubles the requested value for its bookkeeping and caps the request at
+    /// `net.core.wmem_max` / `net.core.rmem_max`; setting either turns off the kernel's autotuning of that
+    /// buffer for this socket.
+    pub fn set_buffer_sizes(
+        &self,
+        send_bytes: Option<usize>,
+        receive_bytes: Option<usize>,
+    ) -> io::Result<(usize, usize)> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.inner);
+        // SAFETY: `fd` is this connection's socket, open for as long as `self`, which outlives `socket`.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&borrowed);
+        if let Some(bytes) = send_bytes {
+            socket.set_send_buffer_size(bytes)?;
+        }
+        if let Some(bytes) = receive_bytes {
+            socket.set_recv_buffer_size(bytes)?;
+        }
+        Ok((socket.send_buffer_size()?, socket.recv_buffer_size()?))
+    }
 }
 
 impl AsyncRead for Connection {

@@ -1,9 +1,12 @@
-//! The `spate` command. `spate serve` runs the broker (see `net::server`).
+//! The `spate` command. `spate serve` runs the broker (see `net::server`); `spate tune` discovers the
+//! machine, measures the data directory's disk and writes a profile for `spate serve --profile` (see the
+//! `tuning` crate).
 //!
 //! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the broker cannot start
 //! (configuration, data directory, address in use), 70 when a shard stopped unexpectedly, 74
 //! (`EX_IOERR`) after a fatal I/O error on a log or the data directory, 130 when a second signal cut
-//! the shutdown short.
+//! the shutdown short. `spate tune`: 0 once the profile is written, 1 if discovery, measurement or writing
+//! failed.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -33,6 +36,28 @@ struct Cli {
 enum Command {
     /// Run the broker until SIGTERM or SIGINT.
     Serve(ServeArgs),
+    /// Discover the machine, measure the data directory's disk, and write a tuning profile.
+    Tune(TuneArgs),
+    /// The load generator: `spate bench run --workload FILE --bootstrap HOST:PORT` (see `spate bench --help`).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments for spate-bench
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(clap::Args)]
+struct TuneArgs {
+    /// Data directory whose disk is measured (a test file is written there and deleted)
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Where to write the profile (TOML)
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// A 1-3 s measurement with a small file instead of the full one (under a minute)
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(clap::Args)]
@@ -55,6 +80,10 @@ struct ServeArgs {
     /// This broker's node id [default: 0]
     #[arg(long, value_name = "N")]
     node_id: Option<i32>,
+    /// Tuning profile: a file written by `spate tune`, or latency, throughput or balanced; --config and
+    /// flags override its settings
+    #[arg(long, value_name = "FILE|NAME")]
+    profile: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -65,7 +94,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let Cli { command: Command::Serve(args) } = Cli::parse();
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Tune(args) => return tune(args),
+        Command::Bench { args } => return bench::cli::main(std::iter::once("spate bench".into()).chain(args)),
+    };
     match serve(args) {
         Ok(()) => {
             info!("stopped");
@@ -95,7 +128,20 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
         node_id: args.node_id,
         ..Settings::default()
     };
-    let config = file.overridden_by(flags).resolve().map_err(|error| ServeError::Config(error.to_string()))?;
+    let profile = match &args.profile {
+        Some(name_or_path) => {
+            let data_dir = flags.data_dir.clone().or_else(|| file.data_dir.clone());
+            let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(net::config::DEFAULT_DATA_DIR));
+            let profile = tuning::Profile::load(name_or_path, &data_dir)
+                .map_err(|error| ServeError::Config(format!("--profile: {error}")))?;
+            info!(profile = %name_or_path, name = %profile.name, "{}", profile.description);
+            Some(Settings::from_profile(&profile.broker))
+        }
+        None => None,
+    };
+    log_tuning_sources(args.profile.as_deref(), profile.as_ref(), &file, &flags);
+    let merged = profile.unwrap_or_default().overridden_by(file).overridden_by(flags);
+    let config = merged.resolve().map_err(|error| ServeError::Config(error.to_string()))?;
 
     let shutdown = Shutdown::new();
     let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|error| {
@@ -117,4 +163,45 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
         })
         .map_err(ServeError::Start)?;
     server::run(config, shutdown)
+}
+
+/// Logs each tuning setting that a layer sets, with its value and the layer it comes from (flags beat
+/// --config, which beats the profile).
+fn log_tuning_sources(profile_name: Option<&str>, profile: Option<&Settings>, file: &Settings, flags: &Settings) {
+    let layers = [
+        (String::from("flag"), flags.tuning_values()),
+        (String::from("config file"), file.tuning_values()),
+        (
+            format!("profile {}", profile_name.unwrap_or_default()),
+            profile.map(Settings::tuning_values).unwrap_or_default(),
+        ),
+    ];
+    for (index, (name, _)) in layers[0].1.iter().enumerate() {
+        let applied = layers.iter().find_map(|(source, values)| {
+            values.get(index).and_then(|(_, value)| value.as_ref()).map(|value| (value, source))
+        });
+        if let Some((value, source)) = applied {
+            info!("applied {name} = {value} (from {source})");
+        }
+    }
+}
+
+/// `spate tune`: discover, measure, write the profile, print a summary.
+fn tune(args: TuneArgs) -> ExitCode {
+    let plan = if args.quick { tuning::Plan::quick() } else { tuning::Plan::full() };
+    info!(data_dir = %args.data_dir.display(), mode = plan.mode, "measuring the data directory's disk");
+    let profile = match tuning::tune(&args.data_dir, plan) {
+        Ok(profile) => profile,
+        Err(error) => {
+            error!("cannot measure {}: {error}", args.data_dir.display());
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
+    if let Err(error) = std::fs::write(&args.out, profile.to_toml()) {
+        error!("cannot write {}: {error}", args.out.display());
+        return ExitCode::from(EXIT_START_FAILED);
+    }
+    print!("{}", tuning::summary(&profile));
+    println!("wrote {}", args.out.display());
+    ExitCode::SUCCESS
 }

@@ -60,6 +60,8 @@ pub struct ShardSetup {
     pub cache_bytes: usize,
     /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval: Duration,
+    /// Every log's group-commit window (`group_commit_window_us`).
+    pub group_commit_window: Duration,
 }
 
 /// The broker's state on one shard.
@@ -119,6 +121,7 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
         setup.data_dir.clone(),
         setup.topics.defaults.clone(),
         setup.cache_bytes,
+        setup.group_commit_window,
     )
     .await
     {

@@ -92,6 +92,8 @@ pub struct Partitions {
     disk: DmaDisk,
     cache: Rc<BatchCache>,
     defaults: TopicDefaults,
+    /// The broker's `group_commit_window_us`, set on every log this shard opens.
+    group_commit_window_us: u64,
     map: RefCell<HashMap<(Uuid, i32), Rc<Partition>>>,
     closing: Cell<bool>,
 }
@@ -104,6 +106,7 @@ impl Partitions {
         data_dir: PathBuf,
         defaults: TopicDefaults,
         cache_bytes: usize,
+        group_commit_window: std::time::Duration,
     ) -> std::io::Result<Partitions> {
         let disk = DmaDisk::new(&data_dir).await?;
         Ok(Partitions {
@@ -113,9 +116,15 @@ impl Partitions {
             disk,
             cache: BatchCache::new(cache_bytes),
             defaults,
+            group_commit_window_us: u64::try_from(group_commit_window.as_micros()).unwrap_or(u64::MAX),
             map: RefCell::new(HashMap::new()),
             closing: Cell::new(false),
         })
+    }
+
+    /// A topic's log settings with the broker-wide group-commit window.
+    fn log_config(&self, config: &TopicConfig) -> LogConfig {
+        LogConfig { group_commit_window_us: self.group_commit_window_us, ..log_config(config) }
     }
 
     /// The partition with this topic id and number, if this shard has it open.
@@ -157,14 +166,15 @@ impl Partitions {
                 }
                 if let Some(open) = self.get(&topic.id, index) {
                     if *open.config.borrow() != config {
-                        open.log.set_config(log_config(&config));
+                        open.log.set_config(self.log_config(&config));
                         *open.config.borrow_mut() = config.clone();
                     }
                     continue;
                 }
                 let dir = partition_dir(&self.data_dir, &topic.name, index);
                 let opened =
-                    Log::open(self.disk.clone(), dir.clone(), log_config(&config), self.cache.clone(), now_ms()).await;
+                    Log::open(self.disk.clone(), dir.clone(), self.log_config(&config), self.cache.clone(), now_ms())
+                        .await;
                 let log = match opened {
                     Ok(log) => log,
                     Err(error) => fatal_io(&format!("cannot open the log in {}: {error}", dir.display())),

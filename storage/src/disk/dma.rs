@@ -282,6 +282,10 @@ impl Disk for DmaDisk {
     async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
     }
+
+    async fn sleep(&self, duration: std::time::Duration) {
+        glommio::timer::sleep(duration).await;
+    }
 }
 
 #[cfg(test)]

@@ -94,6 +94,18 @@ pub trait Disk: Clone + 'static {
 
     /// Reads a whole (small) file.
     async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
+
+    /// Waits `duration` (the log's group-commit window). The default, for runtime-agnostic test disks, yields
+    /// to the other tasks of this thread until the time has passed; [`dma::DmaDisk`] uses a glommio timer.
+    async fn sleep(&self, duration: std::time::Duration) {
+        let deadline = std::time::Instant::now() + duration;
+        loop {
+            crate::yield_now::yield_now().await;
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
 }
 
 /// `path` with `suffix` appended to its file name (`00.log` + `.tmp` -> `00.log.tmp`).
