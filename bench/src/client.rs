@@ -26,6 +26,9 @@ const CLIENT_ID: &str = "spate-bench";
 /// Largest response frame accepted (a fetch of many partitions).
 const RESPONSE_MAX_BYTES: usize = 256 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER: a new topic settling.
+const RETRIABLE_LEADERSHIP_ERRORS: [i16; 3] = [3, 5, 6];
+const RETRIABLE_MARK: &str = " (retriable)";
 
 /// The highest version of each API this client can speak. Capped below what kafka-protocol encodes where
 /// later versions change shape (Fetch 13+ and Produce 12+ name topics by id).
@@ -232,7 +235,9 @@ impl Connection {
                     }
                 }
             }
-            if leaders.iter().all(|leader| !leader.is_empty()) {
+            // Metadata can name leaders before they serve (Kafka answers ListOffsets with
+            // NOT_LEADER_OR_FOLLOWER for a moment after CreateTopics), so ready means both.
+            if leaders.iter().all(|leader| !leader.is_empty()) && self.partitions_serve(topic, partitions, &leaders)? {
                 return Ok(leaders);
             }
             if Instant::now() > deadline {
@@ -240,6 +245,29 @@ impl Connection {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether every partition's leader answers ListOffsets for it without a retriable error.
+    fn partitions_serve(&mut self, topic: &str, partitions: i32, leaders: &[String]) -> Result<bool> {
+        let mut by_leader: HashMap<&str, Vec<i32>> = HashMap::new();
+        for (partition, leader) in (0..partitions).zip(leaders) {
+            by_leader.entry(leader.as_str()).or_default().push(partition);
+        }
+        for (leader, partitions) in by_leader {
+            let mut other;
+            let connection = if leader == self.address {
+                &mut *self
+            } else {
+                other = Connection::open(leader)?;
+                &mut other
+            };
+            match connection.list_offsets(topic, &partitions, -1) {
+                Ok(_) => {}
+                Err(error) if error.to_string().ends_with(RETRIABLE_MARK) => return Ok(false),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(true)
     }
 
     /// The earliest (`timestamp` -2) or latest (-1) offset of each of `partitions`.
@@ -261,9 +289,12 @@ impl Connection {
         for topic in &response.topics {
             for partition in &topic.partitions {
                 if partition.error_code != 0 {
+                    let retriable = RETRIABLE_LEADERSHIP_ERRORS.contains(&partition.error_code);
                     return Err(format!(
-                        "ListOffsets partition {}: error code {}",
-                        partition.partition_index, partition.error_code
+                        "ListOffsets partition {}: error code {}{}",
+                        partition.partition_index,
+                        partition.error_code,
+                        if retriable { RETRIABLE_MARK } else { "" }
                     )
                     .into());
                 }

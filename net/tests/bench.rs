@@ -11,6 +11,13 @@ use std::time::Duration;
 use common::{kcat, Broker};
 use serde_json::Value;
 
+/// The generator and its broker take both cores; these tests time things, so they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn workload(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/workloads").join(format!("{name}.toml"))
 }
@@ -39,6 +46,7 @@ fn number(value: &Value, path: &[&str]) -> f64 {
 
 #[test]
 fn smoke_workload_reports_and_partitions_by_murmur2() {
+    let _serial = serial();
     let broker = Broker::start(&[]);
     let summary = bench_run(&broker, "smoke", &[]);
     assert_eq!(summary["spate_bench"], 1);
@@ -70,18 +78,21 @@ fn smoke_workload_reports_and_partitions_by_murmur2() {
 
 #[test]
 fn fixed_rate_holds_its_schedule() {
+    let _serial = serial();
     let broker = Broker::start(&[]);
     let summary = bench_run(&broker, "latency-1k-16p", &["--rate", "2000", "--duration-s", "2", "--warmup-s", "0.5"]);
     assert_eq!(summary["mode"], "fixed");
     let rate = number(&summary, &["produce", "msgs_per_s"]);
-    // A schedule well below what the broker takes, so it is met; a generator that fell behind during
-    // warm-up (a loaded CI machine) catches up inside the window, hence the wider upper bound.
-    assert!((1700.0..=3000.0).contains(&rate), "{rate} msg/s for a 2000 msg/s schedule");
+    // A schedule far below what the broker takes (thousands of times that at max rate), so it is met; a
+    // loaded CI machine delays acknowledgements past the window's end or makes the generator catch up
+    // inside it, hence the margins.
+    assert!((1400.0..=3000.0).contains(&rate), "{rate} msg/s for a 2000 msg/s schedule");
     assert!(number(&summary, &["consume", "messages"]) > 0.0);
 }
 
 #[test]
 fn a_stalled_broker_is_charged_for_every_message_scheduled_meanwhile() {
+    let _serial = serial();
     let broker = Broker::start(&[]);
     let pid = broker.pid() as libc::pid_t;
     let stall = std::thread::spawn(move || {
@@ -103,6 +114,7 @@ fn a_stalled_broker_is_charged_for_every_message_scheduled_meanwhile() {
 
 #[test]
 fn catch_up_reads_the_whole_backlog() {
+    let _serial = serial();
     let broker = Broker::start(&[]);
     let summary = bench_run(&broker, "catchup-1k-16p", &["--backlog-bytes", "20000000"]);
     let backlog = number(&summary, &["backlog", "messages"]);

@@ -8,7 +8,7 @@
 
 use crate::cache::{BatchCache, LogId};
 use crate::config::{FlushPolicy, LogConfig};
-use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::disk::{Disk, DiskBuf, DiskFile, OpenMode};
 use crate::segment::{segment_path, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::writer::{align_up, WriteBuffer};
 use bytes::BytesMut;
@@ -19,6 +19,17 @@ use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
+
+/// How far ahead of the writer a flush-every-append log writes zeros (see `Preallocate::zero_fill`).
+const ZERO_FILL_AHEAD_BYTES: u64 = 1 << 20;
+
+/// Growing the active segment before a write: reserve `from..to`, and for flush-every-append logs also
+/// write zeros there, so later fdatasyncs find the blocks already written.
+struct Preallocate {
+    from: u64,
+    to: u64,
+    zero_fill: bool,
+}
 
 /// What an append stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,7 +339,7 @@ impl<D: Disk> Log<D> {
                 Some(window) => self.disk.sleep(window).await,
                 None => crate::yield_now::yield_now().await,
             }
-            let (file, out, preallocate_to, covers_offset) = {
+            let (file, out, preallocate, covers_offset) = {
                 let mut state = self.state();
                 if let Err(error) = state.check_writable() {
                     drop(state);
@@ -339,10 +350,18 @@ impl<D: Disk> Log<D> {
                 self.start_write(&mut state)
             };
             let mut result = Ok(());
-            if let Some(len) = preallocate_to {
-                result = file.preallocate(len).await.map_err(|e| ("preallocating a segment", e));
+            if let Some(Preallocate { from, to, zero_fill }) = preallocate {
+                result = file.preallocate(to).await.map_err(|e| ("preallocating a segment", e));
+                if result.is_ok() && zero_fill && to > from {
+                    // Written zeros, not just reserved extents: an fdatasync after a write into fallocated
+                    // (unwritten) blocks must also journal their conversion, which on ext4 costs about as
+                    // much as growing the file; after this, per-append fdatasyncs only flush data.
+                    let mut zeros = file.alloc_buf((to - from) as usize);
+                    zeros.as_mut_slice().fill(0);
+                    result = file.write_at(zeros, from).await.map_err(|e| ("zero-filling a segment", e));
+                }
                 if result.is_ok() {
-                    self.state().active.allocated_bytes = len;
+                    self.state().active.allocated_bytes = to;
                 }
             }
             if result.is_ok() {
@@ -363,21 +382,27 @@ impl<D: Disk> Log<D> {
     }
 
     /// Takes the write buffer for a write-out and decides whether the file must grow first. Returns the file,
-    /// the buffer, the size to preallocate to, and the offset the write will cover.
+    /// the buffer, how to grow it, and the offset the write will cover.
     #[allow(clippy::type_complexity)]
     fn start_write(
         &self,
         state: &mut LogState<D::File>,
-    ) -> (Rc<D::File>, crate::writer::WriteOut<<D::File as DiskFile>::Buf>, Option<u64>, i64) {
+    ) -> (Rc<D::File>, crate::writer::WriteOut<<D::File as DiskFile>::Buf>, Option<Preallocate>, i64) {
         let out = state.write_buffer.take(&*state.active.file);
-        let alignment = state.active.file.alignment();
-        let write_end = out.file_position + align_up(out.end - out.file_position, alignment);
-        let preallocate_to = (write_end > state.active.allocated_bytes).then(|| {
-            let ahead = write_end + state.config.preallocate_bytes;
-            let cap = align_up(state.config.segment_bytes, alignment);
-            ahead.min(cap).max(write_end)
+        let alignment = state.active.file.alignment() as u64;
+        let write_end = out.file_position + align_up(out.end - out.file_position, alignment as usize);
+        // Logs that fdatasync every append zero-fill a short distance ahead (the zeros are written once
+        // per ZERO_FILL_AHEAD_BYTES of appends); the others only reserve space, further ahead.
+        let zero_fill = state.config.flush_policy() == FlushPolicy::EveryAppend;
+        let preallocate = (write_end > state.active.allocated_bytes).then(|| {
+            let ahead_bytes = if zero_fill { ZERO_FILL_AHEAD_BYTES } else { state.config.preallocate_bytes };
+            let cap = align_up(state.config.segment_bytes, alignment as usize);
+            // Up, never down: the block holding an unaligned end may carry synced data, and zeros
+            // written over it could outlive a crash that loses the rewrite of that block.
+            let from = align_up(state.active.allocated_bytes, alignment as usize);
+            Preallocate { from, to: (write_end + ahead_bytes).min(cap).max(write_end), zero_fill }
         });
-        (state.active.file.clone(), out, preallocate_to, state.log_end_offset())
+        (state.active.file.clone(), out, preallocate, state.log_end_offset())
     }
 
     /// Returns once every batch below `next_offset` has been fdatasync'd. An fdatasync covers every write

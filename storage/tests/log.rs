@@ -600,7 +600,36 @@ fn group_commit_window_gathers_staggered_appenders_into_one_write_and_fdatasync(
     let (writes, syncs) = staggered_appends(every_append.clone(), false);
     assert!(writes >= 3 && syncs >= 3, "without a window each arrival writes alone: {writes} writes, {syncs} syncs");
     let windowed = LogConfig { group_commit_window_us: 200_000, ..every_append };
-    assert_eq!(staggered_appends(windowed, false), (1, 1), "one write and one fdatasync for the whole window");
+    // Two writes: the log's first zero-fill ahead of the writer, and the data of all six appenders.
+    assert_eq!(staggered_appends(windowed, false), (2, 1), "one data write and one fdatasync for the whole window");
+}
+
+/// Appends `count` one-record batches one after another; returns the writes they took.
+fn sequential_append_writes(config: LogConfig, count: u64) -> u64 {
+    block_on(async {
+        let disk = MemDisk::new(16);
+        let log = open(&disk, config, 1 << 20);
+        let before = disk.write_count();
+        for i in 0..count {
+            log.append(batch(i, 1, BASE_TIME_MS), BASE_TIME_MS).await.unwrap();
+            log.flush().await.unwrap();
+        }
+        assert_eq!(log.durable_offset(), count as i64);
+        let data = log.read(0, usize::MAX, i64::MAX).await.unwrap();
+        assert_eq!(data.batches.len() as u64, count, "zeros ahead of the data are not batches");
+        disk.write_count() - before
+    })
+}
+
+#[test]
+fn flush_every_append_logs_write_zeros_ahead_once_per_mib() {
+    let segment_bytes = 64 << 20;
+    let every_append = LogConfig { segment_bytes, ..small_config().flush_every_append() };
+    // 300 small appends fit in the first MiB: one zero-fill, then one write per append.
+    assert_eq!(sequential_append_writes(every_append, 300), 301);
+    // Logs that do not flush every append only reserve space: one write per append.
+    let never = LogConfig { segment_bytes, ..small_config() };
+    assert_eq!(sequential_append_writes(never, 300), 300);
 }
 
 #[test]

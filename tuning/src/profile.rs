@@ -187,9 +187,12 @@ pub fn builtin(kind: Builtin, machine: &Machine, disk: &DiskInfo) -> Profile {
             );
             notes.insert(
                 "batch_cache_bytes_per_shard",
-                "a third of usable memory, at most 1 GiB: consumers that lag still read from memory".into(),
+                "half of usable memory over the shards: Spate reads around the page cache (O_DIRECT), so this \
+                 cache is what the page cache is to Kafka; consumers that lag, or catch up on a backlog that \
+                 fits, read from memory"
+                    .into(),
             );
-            (per_shard(4).clamp(64 * MIB, GIB), per_shard(3).clamp(MIB, GIB))
+            (per_shard(4).clamp(64 * MIB, GIB), per_shard(2).max(MIB))
         }
     };
     let (ring, io_memory, spin, preempt, window) = match kind {

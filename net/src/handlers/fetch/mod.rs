@@ -91,7 +91,7 @@ pub async fn handle(
     let resolution_failed =
         answer.topics.iter().flat_map(|topic| &topic.partitions).any(|partition| partition.error_code != 0);
     let reads = loop {
-        let mut reads = read_all(context, &targets).await;
+        let mut reads = read_all(context, &targets, max_bytes).await;
         trim(&mut reads, &targets, max_bytes);
         let bytes: usize = reads.iter().map(PartitionRead::bytes).sum();
         let failed = resolution_failed || reads.iter().any(|read| read.error != ErrorCode::None);
@@ -172,7 +172,7 @@ fn resolve(context: &ShardContext, version: i16, request: &FetchRequest) -> (Fet
 }
 
 /// Reads every target on its owner, all owners at once; results in target order.
-async fn read_all(context: &ShardContext, targets: &[Target]) -> Vec<PartitionRead> {
+async fn read_all(context: &ShardContext, targets: &[Target], max_total_bytes: usize) -> Vec<PartitionRead> {
     let mut scatter: Scatter<usize, ReadPart> = Scatter::new();
     for (index, target) in targets.iter().enumerate() {
         scatter.add(target.owner, index, target.part);
@@ -182,7 +182,7 @@ async fn read_all(context: &ShardContext, targets: &[Target]) -> Vec<PartitionRe
         .gather(
             context,
             &mut reads[..],
-            |parts| ShardRequest::Fetch(ReadCall { parts }),
+            |parts| ShardRequest::Fetch(ReadCall { parts, max_total_bytes }),
             |reply| match reply {
                 ShardReply::Fetch(reads) => Some(reads),
                 _ => None,
