@@ -32,6 +32,7 @@ ALL_WORKLOADS = [
     "max-100b-1p",
     "max-100b-16p",
     "latency-1k-16p",
+    "latency-flush-1k-16p",
     "flush-1k-1p",
     "catchup-1k-16p",
 ]
