@@ -44,6 +44,8 @@ pub struct MemoryBudget {
 
 struct Inner {
     total_bytes: usize,
+    /// `fetch_max_bytes`: a further cap on [`MemoryBudget::fetch_reservation_cap`].
+    fetch_max_bytes: usize,
     used_bytes: Cell<usize>,
     waiters: RefCell<VecDeque<Rc<Waiter>>>,
 }
@@ -57,7 +59,14 @@ struct Waiter {
 impl MemoryBudget {
     /// A budget of `total_bytes`.
     pub fn new(total_bytes: usize) -> Self {
-        Self { inner: Rc::new(Inner { total_bytes, used_bytes: Cell::new(0), waiters: RefCell::default() }) }
+        Self::with_fetch_max_bytes(total_bytes, usize::MAX)
+    }
+
+    /// A budget of `total_bytes` whose Fetch reservations are also capped at `fetch_max_bytes` (the
+    /// broker's `fetch_max_bytes`, Kafka's `fetch.max.bytes`).
+    pub fn with_fetch_max_bytes(total_bytes: usize, fetch_max_bytes: usize) -> Self {
+        let inner = Inner { total_bytes, fetch_max_bytes, used_bytes: Cell::new(0), waiters: RefCell::default() };
+        Self { inner: Rc::new(inner) }
     }
 
     /// The configured size, in bytes.
@@ -83,10 +92,11 @@ impl MemoryBudget {
         held == 0 || held.saturating_add(bytes) <= self.connection_share()
     }
 
-    /// The most response bytes a Fetch reserves before it runs (a sixty-fourth of the budget): its
-    /// answer is limited to that (after its first batch, which goes whole).
+    /// The most response bytes a Fetch reserves before it runs (a sixty-fourth of the budget, or the
+    /// broker's `fetch_max_bytes` if smaller): its answer is limited to that (after its first batch,
+    /// which goes whole).
     pub fn fetch_reservation_cap(&self) -> usize {
-        self.inner.total_bytes / FETCH_RESERVATION_DIVISOR
+        (self.inner.total_bytes / FETCH_RESERVATION_DIVISOR).min(self.inner.fetch_max_bytes)
     }
 
     /// Acquirers waiting now.
@@ -275,6 +285,8 @@ mod tests {
     fn a_connection_may_hold_its_share_or_one_request_of_any_size() {
         let budget = MemoryBudget::new(800);
         assert_eq!((budget.connection_share(), budget.fetch_reservation_cap()), (100, 12));
+        assert_eq!(MemoryBudget::with_fetch_max_bytes(800, 5).fetch_reservation_cap(), 5, "fetch_max_bytes caps it");
+        assert_eq!(MemoryBudget::with_fetch_max_bytes(800, 500).fetch_reservation_cap(), 12, "the 64th still does");
         assert!(budget.within_connection_share(0, 30));
         assert!(budget.within_connection_share(70, 30), "up to the share");
         assert!(!budget.within_connection_share(71, 30), "not past it while holding something");

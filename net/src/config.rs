@@ -22,6 +22,9 @@
 //! spin_before_park_us = 50             # an idle shard polls this long before sleeping; 0 never polls
 //! preempt_timer_ms = 100               # a busy task queue yields this often (glommio's default 100 ms)
 //! group_commit_window_us = 0           # a log waits this long for more appenders before write + fdatasync
+//! max_inflight_writes_per_shard = 0    # direct writes in flight at once per shard, over all logs (0: no cap)
+//! fetch_max_bytes = 57671680           # most record bytes per Fetch response (Kafka's fetch.max.bytes); a
+//!                                      # Fetch also reserves at most a 64th of the memory budget
 //! socket_send_buffer_bytes = 0         # SO_SNDBUF of accepted connections; 0: kernel autotuning
 //! socket_receive_buffer_bytes = 0      # SO_RCVBUF of accepted connections; 0: kernel autotuning
 //!
@@ -62,6 +65,8 @@ pub const DEFAULT_SPIN_BEFORE_PARK_US: u64 = 50;
 pub const IO_RING_DEPTH_MAX: usize = 32_768;
 /// Largest `group_commit_window_us` and `spin_before_park_us`: one second.
 pub const MICROS_SETTING_MAX: u64 = 1_000_000;
+/// Default `fetch_max_bytes`: Kafka's `fetch.max.bytes` (55 MiB).
+pub const DEFAULT_FETCH_MAX_BYTES: usize = 57_671_680;
 /// Default `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`).
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
 
@@ -129,6 +134,10 @@ pub struct Settings {
     pub preempt_timer_ms: Option<u64>,
     /// How long a log waits for more appenders before a write + fdatasync, in microseconds.
     pub group_commit_window_us: Option<u64>,
+    /// Direct writes in flight at once per shard, over all its logs; 0 or unset: no cap.
+    pub max_inflight_writes_per_shard: Option<u64>,
+    /// Most record bytes one Fetch response carries after its first batch (Kafka's `fetch.max.bytes`).
+    pub fetch_max_bytes: Option<usize>,
     /// SO_SNDBUF of accepted connections, in bytes; 0 leaves the kernel's autotuning.
     pub socket_send_buffer_bytes: Option<usize>,
     /// SO_RCVBUF of accepted connections, in bytes; 0 leaves the kernel's autotuning.
@@ -168,6 +177,10 @@ impl Settings {
             spin_before_park_us: overrides.spin_before_park_us.or(self.spin_before_park_us),
             preempt_timer_ms: overrides.preempt_timer_ms.or(self.preempt_timer_ms),
             group_commit_window_us: overrides.group_commit_window_us.or(self.group_commit_window_us),
+            max_inflight_writes_per_shard: overrides
+                .max_inflight_writes_per_shard
+                .or(self.max_inflight_writes_per_shard),
+            fetch_max_bytes: overrides.fetch_max_bytes.or(self.fetch_max_bytes),
             socket_send_buffer_bytes: overrides.socket_send_buffer_bytes.or(self.socket_send_buffer_bytes),
             socket_receive_buffer_bytes: overrides.socket_receive_buffer_bytes.or(self.socket_receive_buffer_bytes),
             topic_defaults: overrides.topic_defaults.or(self.topic_defaults),
@@ -190,6 +203,8 @@ impl Settings {
             spin_before_park_us: Some(broker.spin_before_park_us),
             preempt_timer_ms: Some(broker.preempt_timer_ms),
             group_commit_window_us: Some(broker.group_commit_window_us),
+            max_inflight_writes_per_shard: Some(broker.max_inflight_writes_per_shard),
+            fetch_max_bytes: Some(size(broker.fetch_max_bytes)),
             socket_send_buffer_bytes: Some(size(broker.socket_send_buffer_bytes)),
             socket_receive_buffer_bytes: Some(size(broker.socket_receive_buffer_bytes)),
             ..Settings::default()
@@ -216,6 +231,8 @@ impl Settings {
             ("spin_before_park_us", text(&self.spin_before_park_us)),
             ("preempt_timer_ms", text(&self.preempt_timer_ms)),
             ("group_commit_window_us", text(&self.group_commit_window_us)),
+            ("max_inflight_writes_per_shard", text(&self.max_inflight_writes_per_shard)),
+            ("fetch_max_bytes", text(&self.fetch_max_bytes)),
             ("socket_send_buffer_bytes", text(&self.socket_send_buffer_bytes)),
             ("socket_receive_buffer_bytes", text(&self.socket_receive_buffer_bytes)),
         ]
@@ -323,6 +340,10 @@ impl Settings {
         if self.preempt_timer_ms.is_some_and(|ms| !(1..=10_000).contains(&ms)) {
             return Err(ConfigError("preempt_timer_ms must be 1..=10000".into()));
         }
+        let fetch_max_bytes = self.fetch_max_bytes.unwrap_or(DEFAULT_FETCH_MAX_BYTES);
+        if fetch_max_bytes == 0 {
+            return Err(ConfigError("fetch_max_bytes must be at least 1".into()));
+        }
         let group_commit_window_us = self.group_commit_window_us.unwrap_or(0);
         if group_commit_window_us > MICROS_SETTING_MAX {
             return Err(ConfigError(format!("group_commit_window_us must be at most {MICROS_SETTING_MAX}")));
@@ -358,6 +379,8 @@ impl Settings {
             spin_before_park: (spin_before_park_us > 0).then(|| Duration::from_micros(spin_before_park_us)),
             preempt_timer: self.preempt_timer_ms.map(Duration::from_millis),
             group_commit_window: Duration::from_micros(group_commit_window_us),
+            max_inflight_writes_per_shard: self.max_inflight_writes_per_shard.unwrap_or(0),
+            fetch_max_bytes,
             socket_send_buffer_bytes,
             socket_receive_buffer_bytes,
         })
@@ -401,6 +424,10 @@ pub struct ServeConfig {
     pub preempt_timer: Option<Duration>,
     /// Every log's group-commit window (zero: one yield, no timer).
     pub group_commit_window: Duration,
+    /// Direct writes in flight at once per shard (`max_inflight_writes_per_shard`); 0: no cap.
+    pub max_inflight_writes_per_shard: u64,
+    /// Most record bytes in one Fetch response after its first batch (also capped by the memory budget).
+    pub fetch_max_bytes: usize,
     /// SO_SNDBUF set on accepted connections; `None`: left to the kernel.
     pub socket_send_buffer_bytes: Option<usize>,
     /// SO_RCVBUF set on accepted connections; `None`: left to the kernel.
@@ -597,6 +624,8 @@ mod tests {
             spin_before_park_us: 0,
             preempt_timer_ms: 5,
             group_commit_window_us: 500,
+            max_inflight_writes_per_shard: 16,
+            fetch_max_bytes: 8 << 20,
             socket_send_buffer_bytes: 0,
             socket_receive_buffer_bytes: 1 << 20,
         };
@@ -616,5 +645,10 @@ mod tests {
         assert_eq!((config.socket_send_buffer_bytes, config.socket_receive_buffer_bytes), (None, Some(1 << 20)));
         assert_eq!(config.memory_budget_bytes_per_shard, Some(64 << 20));
         assert_eq!(config.batch_cache_bytes_per_shard, Some(32 << 20));
+        assert_eq!(config.max_inflight_writes_per_shard, 16);
+        assert_eq!(config.fetch_max_bytes, 8 << 20);
+        assert_eq!(Settings::default().resolve().unwrap().fetch_max_bytes, DEFAULT_FETCH_MAX_BYTES);
+        assert!(Settings { fetch_max_bytes: Some(0), ..Settings::default() }.resolve().is_err());
+        assert_eq!(Settings::default().resolve().unwrap().max_inflight_writes_per_shard, 0, "no cap by default");
     }
 }

@@ -157,12 +157,14 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
             cache_bytes,
             retention_check_interval: config.retention_check_interval,
             group_commit_window: config.group_commit_window,
+            max_inflight_writes_per_shard: config.max_inflight_writes_per_shard,
         },
         decoder: FrameDecoder::new(config.max_frame_bytes),
         max_connections: config.max_connections_per_shard,
         memory_budget_bytes,
         socket_send_buffer_bytes: config.socket_send_buffer_bytes,
         socket_receive_buffer_bytes: config.socket_receive_buffer_bytes,
+        fetch_max_bytes: config.fetch_max_bytes,
     };
     let mut listeners = listeners.into_iter();
     let mut pool_config = PoolConfig::new("spate-shard", ShardPlacement::Pinned(cpus));
@@ -176,6 +178,8 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
         spin_before_park = ?config.spin_before_park,
         preempt_timer = ?config.preempt_timer,
         group_commit_window = ?config.group_commit_window,
+        max_inflight_writes_per_shard = config.max_inflight_writes_per_shard,
+        fetch_max_bytes = config.fetch_max_bytes,
         socket_send_buffer_bytes = ?config.socket_send_buffer_bytes,
         socket_receive_buffer_bytes = ?config.socket_receive_buffer_bytes,
         "runtime settings (None: the runtime's or kernel's default)"
@@ -230,6 +234,8 @@ struct ShardConfig {
     max_connections: usize,
     /// Each shard's [`MemoryBudget`], in bytes.
     memory_budget_bytes: usize,
+    /// `fetch_max_bytes`: the most record bytes in one Fetch response (after its first batch).
+    fetch_max_bytes: usize,
     /// SO_SNDBUF for accepted connections; `None`: the kernel's autotuning.
     socket_send_buffer_bytes: Option<usize>,
     /// SO_RCVBUF for accepted connections; `None`: the kernel's autotuning.
@@ -252,7 +258,7 @@ async fn shard_main(shard: ShardHandle, listener: std::net::TcpListener, config:
         .detach();
     }
     let context = shard::start(shard, config.setup.clone(), signal.clone()).await;
-    let budget = MemoryBudget::new(config.memory_budget_bytes);
+    let budget = MemoryBudget::with_fetch_max_bytes(config.memory_budget_bytes, config.fetch_max_bytes);
     let config = Rc::new(config);
     let open = Rc::new(Cell::new(0usize));
     info!(shard = %id, cpu = ?cpu, "accepting");

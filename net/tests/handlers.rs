@@ -403,3 +403,56 @@ fn one_request_spans_partitions_on_every_shard() {
         assert!(records.ends_with(tail.as_bytes()), "partition {index}");
     }
 }
+
+#[test]
+fn fetch_max_bytes_caps_responses_and_every_batch_still_arrives() {
+    // 300 bytes per response at most (after the first batch): far below the partitions' maximums, so
+    // owners read partition by partition within what is left (the budgeted read) and report the rest
+    // by offsets only.
+    let broker = Broker::start_with_config("fetch_max_bytes = 300\n", &["--cores", "2"]);
+    let mut client = Client::connect(&broker);
+    create(&mut client, 7, vec![new_topic("capped", 4, 1)], false);
+    let value = "v".repeat(60);
+    for partition in 0..4 {
+        for _ in 0..5 {
+            let request = produce_request("capped", partition, 1, batch(&[value.as_str()], 1_000));
+            let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+            assert_eq!(partition_error(&response).0, 0);
+        }
+    }
+    let one_batch = batch(&[value.as_str()], 1_000).len();
+    let mut offsets = [0i64; 4];
+    let mut fetches = 0;
+    while offsets.iter().any(|&offset| offset < 5) {
+        fetches += 1;
+        assert!(fetches < 50, "stuck at {offsets:?}");
+        let partitions = (0..4)
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(offsets[p as usize])
+                    .with_partition_max_bytes(1 << 20)
+            })
+            .collect();
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default().with_topic(name("capped")).with_partitions(partitions)]);
+        let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request);
+        let mut total = 0;
+        for partition in &response.responses[0].partitions {
+            assert_eq!((partition.error_code, partition.high_watermark), (0, 5), "every partition reports its offsets");
+            let records = partition.records.clone().unwrap_or_default();
+            total += records.len();
+            assert_eq!(records.len() % one_batch, 0, "whole batches only");
+            offsets[partition.partition_index as usize] += (records.len() / one_batch) as i64;
+        }
+        assert!(total > 0, "progress on every fetch");
+        assert!(total <= 300 + one_batch, "{total} bytes: at most the first batch plus fetch_max_bytes");
+    }
+    assert_eq!(offsets, [5; 4]);
+    assert!(fetches >= 20 / (300 / one_batch + 1), "{fetches} fetches: the cap was applied");
+}

@@ -94,10 +94,23 @@ pub struct BrokerSettings {
     pub preempt_timer_ms: u64,
     /// How long a log waits for more appenders before a write + fdatasync.
     pub group_commit_window_us: u64,
+    /// Direct writes in flight at once over all of a shard's logs; 0: no cap (each log has at most one).
+    #[serde(default)]
+    pub max_inflight_writes_per_shard: u64,
+    /// Most record bytes one Fetch response carries after its first batch (Kafka's `fetch.max.bytes`).
+    #[serde(default = "kafka_fetch_max_bytes")]
+    pub fetch_max_bytes: u64,
     /// SO_SNDBUF of accepted connections; 0 leaves the kernel's autotuning.
     pub socket_send_buffer_bytes: u64,
     /// SO_RCVBUF of accepted connections; 0 leaves the kernel's autotuning.
     pub socket_receive_buffer_bytes: u64,
+}
+
+/// Kafka's `fetch.max.bytes` default (55 MiB).
+pub const KAFKA_FETCH_MAX_BYTES: u64 = 57_671_680;
+
+fn kafka_fetch_max_bytes() -> u64 {
+    KAFKA_FETCH_MAX_BYTES
 }
 
 /// A profile that could not be found, read or parsed.
@@ -195,6 +208,34 @@ pub fn builtin(kind: Builtin, machine: &Machine, disk: &DiskInfo) -> Profile {
             (per_shard(4).clamp(64 * MIB, GIB), per_shard(2).max(MIB))
         }
     };
+    let inflight = match kind {
+        Builtin::Latency => 16,
+        Builtin::Balanced | Builtin::Throughput => 0,
+    };
+    notes.insert(
+        "max_inflight_writes_per_shard",
+        match kind {
+            Builtin::Latency => {
+                "16: a shard with many partitions queues at most 16 direct writes on the device, so a write \
+                that an fdatasync or an acknowledgement waits for is not stuck behind hundreds"
+                    .into()
+            }
+            _ => "0: no cap beyond one write in flight per partition".into(),
+        },
+    );
+    let fetch_max_bytes = match kind {
+        Builtin::Latency => 8 * MIB,
+        Builtin::Balanced | Builtin::Throughput => KAFKA_FETCH_MAX_BYTES,
+    };
+    notes.insert(
+        "fetch_max_bytes",
+        match kind {
+            Builtin::Latency => "8 MiB: a fetch holds less of the shard's memory budget and its socket for less time \
+                (not measured to matter yet)"
+                .into(),
+            _ => "55 MiB (Kafka's fetch.max.bytes); a fetch also reserves at most a 64th of the memory budget".into(),
+        },
+    );
     let (ring, io_memory, spin, preempt, window) = match kind {
         Builtin::Latency => (128, 16 * MIB, 200, 5, 0),
         Builtin::Balanced => (128, 16 * MIB, 50, 25, 0),
@@ -268,6 +309,8 @@ pub fn builtin(kind: Builtin, machine: &Machine, disk: &DiskInfo) -> Profile {
             spin_before_park_us: spin,
             preempt_timer_ms: preempt,
             group_commit_window_us: window,
+            max_inflight_writes_per_shard: inflight,
+            fetch_max_bytes,
             socket_send_buffer_bytes: send,
             socket_receive_buffer_bytes: receive,
         },
@@ -298,6 +341,14 @@ pub fn measured(machine: &Machine, disk: &DiskInfo, measured: DiskMeasured) -> P
         format!(
             "4 x the queue depth where 1 MiB transfers reach 90% of their best bandwidth (QD {saturation}), \
          64..=1024: room for that much storage I/O plus the network's requests on the same ring"
+        ),
+    );
+    profile.broker.max_inflight_writes_per_shard = (saturation * 2).clamp(4, 256);
+    profile.rationale.insert(
+        "max_inflight_writes_per_shard",
+        format!(
+            "2 x the queue depth where writes saturate (QD {saturation}), 4..=256: enough to keep the device busy, \
+             no deeper device queue than that"
         ),
     );
     profile.broker.group_commit_window_us = group_commit_window_us(measured.fdatasync_p50_us);

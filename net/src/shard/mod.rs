@@ -62,6 +62,8 @@ pub struct ShardSetup {
     pub retention_check_interval: Duration,
     /// Every log's group-commit window (`group_commit_window_us`).
     pub group_commit_window: Duration,
+    /// Direct writes in flight at once over the shard's logs (`max_inflight_writes_per_shard`; 0: no cap).
+    pub max_inflight_writes_per_shard: u64,
 }
 
 /// The broker's state on one shard.
@@ -122,6 +124,7 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
         setup.topics.defaults.clone(),
         setup.cache_bytes,
         setup.group_commit_window,
+        setup.max_inflight_writes_per_shard,
     )
     .await
     {

@@ -107,8 +107,9 @@ impl Partitions {
         defaults: TopicDefaults,
         cache_bytes: usize,
         group_commit_window: std::time::Duration,
+        max_inflight_writes: u64,
     ) -> std::io::Result<Partitions> {
-        let disk = DmaDisk::new(&data_dir).await?;
+        let disk = DmaDisk::new(&data_dir).await?.with_write_limit(max_inflight_writes);
         Ok(Partitions {
             shard,
             nr_shards,

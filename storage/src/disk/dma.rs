@@ -43,6 +43,15 @@ pub struct DmaDisk {
     data_dir: Rc<PathBuf>,
     /// Kept open for the disk's lifetime so the device's first-opened DMA file stays a non-empty one.
     _probe: Rc<DmaFile>,
+    writes: Rc<WriteGate>,
+}
+
+/// The shard-wide cap on direct writes in flight (`max_inflight_writes_per_shard`), shared by every
+/// file the disk opens, and the writes in flight now and at most so far.
+struct WriteGate {
+    slots: Option<glommio::sync::Semaphore>,
+    in_flight: std::cell::Cell<u64>,
+    in_flight_max: std::cell::Cell<u64>,
 }
 
 impl DmaDisk {
@@ -69,7 +78,23 @@ impl DmaDisk {
         }
         let probe = OpenOptions::new().read(true).dma_open(&probe_path).await.map_err(io_err)?;
         probe.read_at_aligned(0, probe.alignment() as usize).await.map_err(io_err)?;
-        Ok(DmaDisk { data_dir: Rc::new(data_dir.to_path_buf()), _probe: Rc::new(probe) })
+        let writes =
+            Rc::new(WriteGate { slots: None, in_flight: Default::default(), in_flight_max: Default::default() });
+        Ok(DmaDisk { data_dir: Rc::new(data_dir.to_path_buf()), _probe: Rc::new(probe), writes })
+    }
+
+    /// Caps the direct writes in flight at once over every file this disk opens (0: no cap). Each log
+    /// has at most one write in flight, so this bounds what a shard with many active partitions queues
+    /// on the device. Set it before opening files.
+    pub fn with_write_limit(mut self, max_in_flight: u64) -> DmaDisk {
+        let slots = (max_in_flight > 0).then(|| glommio::sync::Semaphore::new(max_in_flight));
+        self.writes = Rc::new(WriteGate { slots, in_flight: Default::default(), in_flight_max: Default::default() });
+        self
+    }
+
+    /// The most direct writes that were in flight at once so far.
+    pub fn writes_in_flight_max(&self) -> u64 {
+        self.writes.in_flight_max.get()
     }
 
     /// The directory this disk was created for.
@@ -81,6 +106,7 @@ impl DmaDisk {
 /// A segment file opened for direct reads and writes.
 pub struct DmaSegmentFile {
     file: DmaFile,
+    writes: Rc<WriteGate>,
 }
 
 /// A zeroed DMA buffer. `None` for a zero-length buffer, which glommio cannot allocate.
@@ -133,7 +159,16 @@ impl DiskFile for DmaSegmentFile {
     async fn write_at(&self, buf: DmaBuf, pos: u64) -> io::Result<()> {
         let Some(buf) = buf.0 else { return Ok(()) };
         let len = buf.len();
-        let written = self.file.write_at(buf, pos).await.map_err(io_err)?;
+        let gate = &self.writes;
+        let _slot = match &gate.slots {
+            Some(slots) => Some(slots.acquire_permit(1).await.map_err(io_err)?),
+            None => None,
+        };
+        gate.in_flight.set(gate.in_flight.get() + 1);
+        gate.in_flight_max.set(gate.in_flight_max.get().max(gate.in_flight.get()));
+        let written = self.file.write_at(buf, pos).await.map_err(io_err);
+        gate.in_flight.set(gate.in_flight.get() - 1);
+        let written = written?;
         if written < len {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -222,7 +257,7 @@ impl Disk for DmaDisk {
                 return Err(e);
             }
         }
-        Ok(DmaSegmentFile { file })
+        Ok(DmaSegmentFile { file, writes: self.writes.clone() })
     }
 
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
@@ -371,6 +406,62 @@ mod tests {
             f.write_at(empty, 0).await.unwrap();
             f.sync_data().await.unwrap();
             f.close().await.unwrap();
+        });
+    }
+
+    /// Polls every future until all are done; outputs in order.
+    async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+        let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+                if output.is_none() {
+                    match std::pin::Pin::new(&mut *future).poll(cx) {
+                        std::task::Poll::Ready(value) => *output = Some(value),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        outputs.into_iter().map(|output| output.expect("every future finished")).collect()
+    }
+
+    #[test]
+    fn write_limit_caps_writes_in_flight_across_files() {
+        run(|dir| async move {
+            for (limit, cap) in [(2u64, Some(2u64)), (0, None)] {
+                let disk = DmaDisk::new(&dir).await.unwrap().with_write_limit(limit);
+                let mut files = Vec::new();
+                for i in 0..4 {
+                    files.push(disk.open(&dir.join(format!("{limit}-{i}.log")), OpenMode::CreateNew).await.unwrap());
+                }
+                let a = files[0].alignment();
+                // Eight writes at once, two per file, each to its own block.
+                let writes = files.iter().flat_map(|f| {
+                    (0..2).map(move |block| f.write_at(filled(f, a, move |_| block as u8 + 1), (block * a) as u64))
+                });
+                for result in join_all(writes.map(Box::pin).collect()).await {
+                    result.unwrap();
+                }
+                let seen = disk.writes_in_flight_max();
+                match cap {
+                    Some(cap) => assert!(seen >= 1 && seen <= cap, "limit {limit}: {seen} writes in flight at once"),
+                    None => assert!(seen > 2, "without a limit the eight writes overlap: {seen}"),
+                }
+                for f in files {
+                    for block in 0..2 {
+                        let bytes = f.read_at((block * a) as u64, a).await.unwrap();
+                        assert!(bytes.iter().all(|&b| b == block as u8 + 1), "every write landed");
+                    }
+                    f.close().await.unwrap();
+                }
+            }
         });
     }
 
