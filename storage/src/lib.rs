@@ -15,6 +15,8 @@ mod open;
 mod read;
 mod retention;
 mod segment;
+#[doc(hidden)]
+pub mod testing;
 mod writer;
 mod yield_now;
 

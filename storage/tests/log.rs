@@ -8,6 +8,7 @@ use futures_lite::future::block_on;
 use spate_core::batch::{compute_crc, Compression, TimestampType, BATCH_HEADER_LEN};
 use spate_core::{BatchHeader, ErrorCode};
 use storage::disk::mem::{CrashMode, MemDisk};
+use storage::testing::join_all;
 use storage::{Log, LogConfig, OpenError, CLEAN_SHUTDOWN_MARKER};
 
 #[test]
@@ -384,30 +385,6 @@ fn concurrent_flushing_appends_share_fdatasyncs() {
         assert!(syncs <= 2, "16 concurrent appends took {syncs} fdatasyncs");
         assert_eq!(log.durable_offset(), 16);
     });
-}
-
-/// Polls all futures to completion on the current thread.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("all done")).collect()
 }
 
 #[test]

@@ -409,29 +409,6 @@ mod tests {
         });
     }
 
-    /// Polls every future until all are done; outputs in order.
-    async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-        let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut pending = false;
-            for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-                if output.is_none() {
-                    match std::pin::Pin::new(&mut *future).poll(cx) {
-                        std::task::Poll::Ready(value) => *output = Some(value),
-                        std::task::Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending {
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-        .await;
-        outputs.into_iter().map(|output| output.expect("every future finished")).collect()
-    }
-
     #[test]
     fn write_limit_caps_writes_in_flight_across_files() {
         run(|dir| async move {
@@ -446,7 +423,7 @@ mod tests {
                 let writes = files.iter().flat_map(|f| {
                     (0..2).map(move |block| f.write_at(filled(f, a, move |_| block as u8 + 1), (block * a) as u64))
                 });
-                for result in join_all(writes.map(Box::pin).collect()).await {
+                for result in crate::testing::join_all(writes.collect()).await {
                     result.unwrap();
                 }
                 let seen = disk.writes_in_flight_max();
