@@ -134,6 +134,10 @@ pub async fn dispatch(frame: Bytes, context: &ShardContext, response_limit: usiz
         ApiKey::Heartbeat => handlers::heartbeat::handle(context, header, body).await,
         ApiKey::LeaveGroup => handlers::leave_group::handle(context, header, body).await,
         ApiKey::SyncGroup => handlers::sync_group::handle(context, header, body).await,
+        ApiKey::DescribeGroups => handlers::describe_groups::handle(context, header, body).await,
+        ApiKey::ListGroups => handlers::list_groups::handle(context, header, body).await,
+        ApiKey::DeleteGroups => handlers::delete_groups::handle(context, header, body).await,
+        ApiKey::OffsetDelete => handlers::offset_delete::handle(context, header, body).await,
         // `versions` marks an API implemented only once it has an arm here; the tests check.
         api_key => {
             return Err(DispatchError::NotImplemented {
@@ -190,8 +194,8 @@ mod tests {
     fn unknown_unimplemented_and_unsupported_requests_are_refused() {
         let unknown = route(frame(9999, 0, &[])).err().unwrap();
         assert!(matches!(unknown, DispatchError::Header(HeaderError::UnknownApiKey { api_key: 9999, .. })));
-        let describe_groups = route(frame(15, 0, &[])).err().unwrap();
-        assert!(matches!(describe_groups, DispatchError::NotImplemented { api_key: ApiKey::DescribeGroups, .. }));
+        let sasl_handshake = route(frame(17, 0, &[])).err().unwrap();
+        assert!(matches!(sasl_handshake, DispatchError::NotImplemented { api_key: ApiKey::SaslHandshake, .. }));
         let too_new = route(frame(3, 13, &[])).err().unwrap();
         assert!(matches!(too_new, DispatchError::UnsupportedVersion { api_key: ApiKey::Metadata, .. }));
         assert!(too_new.to_string().contains("versions 0 to 12"), "{too_new}");

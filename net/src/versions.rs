@@ -66,7 +66,7 @@ const fn entry(api_key: ApiKey, min: i16, max: i16, implemented: bool) -> ApiSup
 pub const API_VERSIONS: ApiSupport = entry(ApiKey::ApiVersions, 0, 4, true);
 
 /// The target table, in API key order.
-const TABLE: [ApiSupport; 22] = [
+const TABLE: [ApiSupport; 26] = [
     ApiSupport { api_key: ApiKey::Produce, advertised: range(0, 11), handled: range(3, 11), implemented: true },
     entry(ApiKey::Fetch, 4, 16, true),
     entry(ApiKey::ListOffsets, 1, 8, true),
@@ -78,6 +78,8 @@ const TABLE: [ApiSupport; 22] = [
     entry(ApiKey::Heartbeat, 0, 4, true),
     entry(ApiKey::LeaveGroup, 0, 5, true),
     entry(ApiKey::SyncGroup, 0, 5, true),
+    entry(ApiKey::DescribeGroups, 0, 6, true),
+    entry(ApiKey::ListGroups, 0, 5, true),
     API_VERSIONS,
     entry(ApiKey::CreateTopics, 2, 7, true),
     entry(ApiKey::DeleteTopics, 1, 6, true),
@@ -87,7 +89,9 @@ const TABLE: [ApiSupport; 22] = [
     entry(ApiKey::AlterConfigs, 0, 2, true),
     entry(ApiKey::DescribeLogDirs, 1, 4, true),
     entry(ApiKey::CreatePartitions, 0, 3, true),
+    entry(ApiKey::DeleteGroups, 0, 2, true),
     entry(ApiKey::IncrementalAlterConfigs, 0, 1, true),
+    entry(ApiKey::OffsetDelete, 0, 0, true),
     entry(ApiKey::DescribeCluster, 0, 1, true),
 ];
 
@@ -142,6 +146,10 @@ mod tests {
             ApiKey::Heartbeat => both::<HeartbeatRequest, HeartbeatResponse>(),
             ApiKey::LeaveGroup => both::<LeaveGroupRequest, LeaveGroupResponse>(),
             ApiKey::SyncGroup => both::<SyncGroupRequest, SyncGroupResponse>(),
+            ApiKey::DescribeGroups => both::<DescribeGroupsRequest, DescribeGroupsResponse>(),
+            ApiKey::ListGroups => both::<ListGroupsRequest, ListGroupsResponse>(),
+            ApiKey::DeleteGroups => both::<DeleteGroupsRequest, DeleteGroupsResponse>(),
+            ApiKey::OffsetDelete => both::<OffsetDeleteRequest, OffsetDeleteResponse>(),
             other => panic!("{other:?} is not in the table"),
         }
     }
@@ -205,7 +213,9 @@ mod tests {
         let api_versions = lookup(ApiKey::ApiVersions).unwrap();
         assert!(api_versions.handles(0) && api_versions.handles(4));
         assert!(!api_versions.handles(5) && !api_versions.handles(-1));
-        assert_eq!(lookup(ApiKey::DescribeGroups), None);
+        assert_eq!(lookup(ApiKey::SaslHandshake), None);
+        let list_groups = lookup(ApiKey::ListGroups).unwrap();
+        assert!(list_groups.handles(5) && !list_groups.handles(6));
         let join_group = lookup(ApiKey::JoinGroup).unwrap();
         assert!(join_group.handles(0) && join_group.handles(9) && !join_group.handles(10));
     }

@@ -1,6 +1,9 @@
 //! The group requests a connection's shard sends to the coordinating shard, and their answers.
+//! DeleteGroups answers with [`GroupReply::Code`].
 
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
     HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, SyncGroupRequest, SyncGroupResponse,
 };
@@ -35,6 +38,14 @@ pub enum GroupCall {
     Commit { group: String, generation: i32, member_id: String, parts: Vec<CommitPart> },
     /// OffsetFetch of one group: `None`: every partition with a committed offset.
     Fetch { group: String, partitions: Option<Vec<(String, i32)>> },
+    /// ListGroups: every group this shard coordinates (the address names any partition it owns).
+    List,
+    /// DescribeGroups of one group.
+    Describe(String),
+    /// DeleteGroups of one group.
+    Delete(String),
+    /// OffsetDelete: group, the partitions whose committed offsets to delete.
+    OffsetDelete { group: String, partitions: Vec<(String, i32)> },
 }
 
 /// The coordinator's answer.
@@ -51,4 +62,10 @@ pub enum GroupReply {
     Commit(Result<Vec<i16>, i16>),
     /// OffsetFetch: (topic, partition, committed or none).
     Fetch(Result<Vec<(String, i32, Option<Committed>)>, i16>),
+    /// ListGroups: this shard's groups, every field set (the handler filters).
+    List(Vec<ListedGroup>),
+    /// DescribeGroups: one group (fields of every version set; the handler trims).
+    Describe(DescribedGroup),
+    /// OffsetDelete: one error code per partition (or a group-level error).
+    OffsetDelete(Result<Vec<i16>, i16>),
 }

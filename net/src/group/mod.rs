@@ -1,5 +1,6 @@
-//! The group coordinator: classic consumer groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and
-//! committed offsets (OffsetCommit, OffsetFetch).
+//! The group coordinator: classic consumer groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup),
+//! committed offsets (OffsetCommit, OffsetFetch) and the admin APIs (ListGroups, DescribeGroups,
+//! DeleteGroups, OffsetDelete; deletions are tombstones in the offsets topic).
 //!
 //! **Placement.** Groups are hashed over the partitions of the internal topic [`OFFSETS_TOPIC`] as
 //! Kafka does: partition `abs(java_hash(group_id)) % partitions` ([`offsets_partition`]). A group lives

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Strings are i16-length-prefixed UTF-8. Values v0–v2 (Kafka's older layouts) are read too; a null
-//! value is a tombstone (the offset was deleted). Keys of version 2 (group metadata) are skipped:
-//! Spate does not persist group membership yet.
+//! value is a tombstone (the offset was deleted: OffsetDelete, DeleteGroups), applied on load like
+//! any other record. Keys of version 2 (group metadata: `version i16 = 2 | group string`) are skipped:
+//! Spate does not persist group membership yet, but DeleteGroups writes their tombstone as Kafka does.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -59,6 +60,14 @@ pub fn encode_value(committed: &Committed) -> Vec<u8> {
     out.extend_from_slice(&committed.leader_epoch.to_be_bytes());
     put_string(&mut out, &committed.metadata);
     out.extend_from_slice(&committed.commit_timestamp.to_be_bytes());
+    out
+}
+
+/// The record key of a group's metadata (version 2), written only as a tombstone (DeleteGroups).
+pub fn encode_group_key(group: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + group.len());
+    out.extend_from_slice(&2i16.to_be_bytes());
+    put_string(&mut out, group);
     out
 }
 
@@ -120,6 +129,35 @@ pub fn commit_batch(group: &str, commits: &[(String, i32, Committed)], now_ms: i
     BytesMut::from(&build_batch(&specs, BatchOptions::default())[..])
 }
 
+/// One uncompressed batch of tombstones (null values): the offsets of `partitions` of `group`, and
+/// with `group_key` the group's metadata key too.
+pub fn tombstone_batch(group: &str, partitions: &[(String, i32)], group_key: bool, now_ms: i64) -> BytesMut {
+    let mut keys: Vec<Vec<u8>> =
+        partitions.iter().map(|(topic, partition)| encode_key(group, topic, *partition)).collect();
+    if group_key {
+        keys.push(encode_group_key(group));
+    }
+    let specs: Vec<RecordSpec<'_>> =
+        keys.iter().map(|key| RecordSpec { key: Some(key), value: None, headers: &[], timestamp_ms: now_ms }).collect();
+    BytesMut::from(&build_batch(&specs, BatchOptions::default())[..])
+}
+
+/// The topics of a `consumer` protocol subscription (Kafka's `ConsumerProtocolSubscription`, any
+/// version: `version i16 | topics [string] | ...`); empty if the metadata does not parse.
+pub fn subscribed_topics(metadata: &[u8]) -> Vec<String> {
+    let mut reader = Reader(metadata);
+    let parse = |reader: &mut Reader<'_>| -> Option<Vec<String>> {
+        reader.i16()?;
+        let count = usize::try_from(reader.i32()?).ok()?;
+        let mut topics = Vec::with_capacity(count.min(metadata.len()));
+        for _ in 0..count {
+            topics.push(reader.string()?);
+        }
+        Some(topics)
+    };
+    parse(&mut reader).unwrap_or_default()
+}
+
 /// Applies one record of the offsets topic to `map`.
 pub fn apply_record(map: &mut OffsetMap, key: Option<&[u8]>, value: Option<&[u8]>) {
     let Some((group, topic, partition)) = key.and_then(decode_key) else { return };
@@ -172,6 +210,29 @@ pub async fn load(log: &Log<DmaDisk>, map: &mut OffsetMap) -> usize {
     records
 }
 
+/// Appends `batch` to the group's offsets partition and flushes it. `Err`: the error code.
+pub(super) async fn append(
+    context: &crate::shard::ShardContext,
+    (topic_id, partition): (uuid::Uuid, i32),
+    batch: BytesMut,
+) -> Result<(), i16> {
+    let Some(log_partition) = context.partitions.get(&topic_id, partition) else {
+        return Err(kafka_protocol::error::ResponseError::NotCoordinator.code());
+    };
+    let written = log_partition.log.append(batch, crate::shard::partitions::now_ms()).await;
+    let outcome = match written {
+        Ok(_) => {
+            log_partition.log.set_high_watermark(log_partition.log.written_offset());
+            log_partition.log.flush().await
+        }
+        Err(error) => Err(error),
+    };
+    outcome.map_err(|error| {
+        context.partitions.check_fatal(&log_partition, error);
+        error.code()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +262,31 @@ mod tests {
         assert_eq!(map["g"][&("t".to_string(), 0)].offset, 2);
         apply_record(&mut map, Some(&key), None);
         assert!(map.is_empty());
+    }
+
+    #[test]
+    fn tombstone_batches_delete_on_load_and_skip_the_group_key() {
+        let mut map = OffsetMap::new();
+        let one = Committed { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 };
+        let parts = vec![("t".to_string(), 0, one.clone()), ("t".to_string(), 1, one)];
+        for batch in [commit_batch("g", &parts, 5), tombstone_batch("g", &[("t".to_string(), 0)], true, 6)] {
+            for record in RecordIter::new(&batch[BATCH_HEADER_LEN..]).flatten() {
+                apply_record(&mut map, record.key, record.value);
+            }
+        }
+        assert_eq!(map["g"].keys().collect::<Vec<_>>(), [&("t".to_string(), 1)]);
+        assert_eq!(encode_group_key("g"), [0, 2, 0, 1, b'g']);
+    }
+
+    #[test]
+    fn subscriptions_name_their_topics() {
+        let mut metadata = vec![0, 1, 0, 0, 0, 2];
+        for topic in ["a", "bc"] {
+            put_string(&mut metadata, topic);
+        }
+        metadata.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(subscribed_topics(&metadata), ["a", "bc"]);
+        assert!(subscribed_topics(&[0, 1, 0x7f, 0xff, 0xff, 0xff]).is_empty());
+        assert!(subscribed_topics(&[]).is_empty());
     }
 }

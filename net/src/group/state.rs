@@ -52,6 +52,9 @@ pub const GROUP_TICK: Duration = Duration::from_millis(50);
 
 pub use super::calls::{Addressed, CommitPart, GroupCall, GroupReply};
 
+#[path = "state_admin.rs"]
+mod admin;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Empty,
@@ -60,8 +63,29 @@ enum State {
     Stable,
 }
 
+impl State {
+    /// Kafka's name for the state (ListGroups, DescribeGroups).
+    fn name(self) -> &'static str {
+        match self {
+            State::Empty => "Empty",
+            State::PreparingRebalance => "PreparingRebalance",
+            State::CompletingRebalance => "CompletingRebalance",
+            State::Stable => "Stable",
+        }
+    }
+}
+
+/// Kafka's name for a group that does not exist (DescribeGroups).
+pub const DEAD: &str = "Dead";
+/// The type of every group here (ListGroups v5).
+pub const CLASSIC: &str = "classic";
+/// The protocol type of consumer groups, whose metadata names their subscribed topics.
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
 struct Member {
     instance_id: Option<String>,
+    /// The client id of its JoinGroup (DescribeGroups).
+    client_id: String,
     session_timeout: Duration,
     rebalance_timeout: Duration,
     protocols: Vec<(String, Bytes)>,
@@ -445,6 +469,7 @@ impl Groups {
                         id.clone(),
                         Member {
                             instance_id: instance_id.clone(),
+                            client_id: client_id.clone(),
                             session_timeout,
                             rebalance_timeout,
                             protocols,
@@ -690,21 +715,11 @@ impl Groups {
         if valid.is_empty() {
             return Ok(codes);
         }
-        let Some(log_partition) = context.partitions.get(&topic_id, partition) else {
-            return Err(ResponseError::NotCoordinator.code());
-        };
         let batch = offsets::commit_batch(&group, &valid, now_ms());
-        let written = log_partition.log.append(batch, now_ms()).await;
-        let outcome = match written {
-            Ok(_) => {
-                log_partition.log.set_high_watermark(log_partition.log.written_offset());
-                log_partition.log.flush().await
+        if let Err(code) = offsets::append(context, (topic_id, partition), batch).await {
+            if code == ResponseError::NotCoordinator.code() {
+                return Err(code);
             }
-            Err(error) => Err(error),
-        };
-        if let Err(error) = outcome {
-            context.partitions.check_fatal(&log_partition, error);
-            let code = error.code();
             return Ok(codes.into_iter().map(|c| if c == 0 { code } else { c }).collect());
         }
         let mut map = self.offsets.borrow_mut();
@@ -758,5 +773,14 @@ pub async fn handle(context: &Rc<ShardContext>, addressed: Addressed) -> GroupRe
             GroupReply::Commit(groups.commit(context, place, group, generation, member_id, parts).await)
         }
         GroupCall::Fetch { group, partitions } => GroupReply::Fetch(groups.fetch(&group, partitions)),
+        GroupCall::List => GroupReply::List(groups.list()),
+        GroupCall::Describe(group) => GroupReply::Describe(groups.describe(&group)),
+        GroupCall::Delete(group) => {
+            GroupReply::Code(groups.delete(context, (addressed.topic_id, addressed.partition), &group).await)
+        }
+        GroupCall::OffsetDelete { group, partitions } => {
+            let place = (addressed.topic_id, addressed.partition);
+            GroupReply::OffsetDelete(groups.delete_offsets(context, place, &group, partitions).await)
+        }
     }
 }

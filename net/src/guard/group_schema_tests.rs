@@ -5,6 +5,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
@@ -131,4 +132,40 @@ fn offset_commit_and_fetch() {
         };
         assert_encoded_walks(&OFFSET_FETCH, version, &request);
     }
+}
+
+#[test]
+fn group_admin_apis() {
+    for version in 0..=5 {
+        let mut request = ListGroupsRequest::default();
+        if version >= 4 {
+            request = request.with_states_filter(vec![text("Stable"), text("Empty")]);
+        }
+        if version >= 5 {
+            request = request.with_types_filter(vec![text("classic")]);
+        }
+        if version <= 2 {
+            // No fields at all: an empty body.
+            assert_eq!(crate::guard::check_body(&LIST_GROUPS, version, &[]), Ok(0));
+            continue;
+        }
+        assert_encoded_walks(&LIST_GROUPS, version, &request);
+    }
+    for version in 0..=6 {
+        let request = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(text("g")), GroupId(text("h"))])
+            .with_include_authorized_operations(version >= 3);
+        assert_encoded_walks(&DESCRIBE_GROUPS, version, &request);
+    }
+    for version in 0..=2 {
+        let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text("g")), GroupId(text("h"))]);
+        assert_encoded_walks(&DELETE_GROUPS, version, &request);
+    }
+    let request = OffsetDeleteRequest::default().with_group_id(GroupId(text("g"))).with_topics(vec![
+        OffsetDeleteRequestTopic::default().with_name(TopicName(text("t"))).with_partitions(vec![
+            OffsetDeleteRequestPartition::default().with_partition_index(0),
+            OffsetDeleteRequestPartition::default().with_partition_index(3),
+        ]),
+    ]);
+    assert_encoded_walks(&OFFSET_DELETE, 0, &request);
 }

@@ -304,6 +304,31 @@ pub const OFFSET_FETCH: Schema = Schema {
     first_flexible_version: 6,
 };
 
+/// ListGroupsRequest v0–5.
+pub const LIST_GROUPS: Schema = Schema {
+    fields: &[since("states_filter", Kind::StrArray, 4), since("types_filter", Kind::StrArray, 5)],
+    first_flexible_version: 3,
+};
+
+/// DescribeGroupsRequest v0–6.
+pub const DESCRIBE_GROUPS: Schema = Schema {
+    fields: &[always("groups", Kind::StrArray), since("include_authorized_operations", Kind::I8, 3)],
+    first_flexible_version: 5,
+};
+
+/// DeleteGroupsRequest v0–2.
+pub const DELETE_GROUPS: Schema =
+    Schema { fields: &[always("groups_names", Kind::StrArray)], first_flexible_version: 2 };
+
+const OFFSET_DELETE_PARTITION: &[Field] = &[always("partition_index", Kind::I32)];
+const OFFSET_DELETE_TOPIC: &[Field] =
+    &[always("name", Kind::Str), always("partitions", Kind::Array(OFFSET_DELETE_PARTITION))];
+/// OffsetDeleteRequest v0 (no flexible version).
+pub const OFFSET_DELETE: Schema = Schema {
+    fields: &[always("group_id", Kind::Str), always("topics", Kind::Array(OFFSET_DELETE_TOPIC))],
+    first_flexible_version: i16::MAX,
+};
+
 #[cfg(test)]
 #[path = "group_schema_tests.rs"]
 mod group_tests;

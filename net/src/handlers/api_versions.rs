@@ -134,7 +134,10 @@ mod tests {
             assert_eq!(reply.version, version);
             assert_eq!(reply.body.error_code, 0);
             let keys: Vec<i16> = reply.body.api_keys.iter().map(|k| k.api_key).collect();
-            assert_eq!(keys, vec![0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20, 21, 22, 32, 33, 35, 37, 44, 60]);
+            assert_eq!(
+                keys,
+                vec![0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 32, 33, 35, 37, 42, 44, 47, 60]
+            );
         }
     }
 

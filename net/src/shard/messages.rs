@@ -13,7 +13,7 @@
 //! | `Controller` | admin handlers (DeleteTopics, CreatePartitions, configs, InitProducerId) | shard 0 | the controller's other mutations |
 //! | `DeleteRecords` | DeleteRecords handler | partition owners | move log start offsets |
 //! | `LogSizes` | DescribeLogDirs handler | partition owners | each log's size in bytes |
-//! | `Group` | group handlers (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch) | the group's coordinating shard | group membership and committed offsets (JoinGroup and SyncGroup wait there for the rebalance) |
+//! | `Group` | group handlers (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, DeleteGroups, OffsetDelete; ListGroups to every coordinating shard) | the group's coordinating shard | group membership and committed offsets (JoinGroup and SyncGroup wait there for the rebalance) |
 //! | `Drained` | every shard at shutdown | shard 0 | barrier before logs are closed |
 //!
 //! Requests that touch logs or the controller run as detached tasks ([`spawn_detached`]): a call a

@@ -318,3 +318,82 @@ def test_describe_cluster_and_log_dirs(admin, bootstrap, topic_name):
     (topic,) = [t for t in log_dir["topics"] if t["name"] == topic_name]
     sizes = {p["partition_index"]: p["partition_size"] for p in topic["partitions"]}
     assert set(sizes) == {0, 1} and all(size > 0 for size in sizes.values()), topic
+
+
+
+def test_consumer_group_admin(admin, bootstrap, topic_name):
+    """list/describe/offsets/delete of a group a real KafkaConsumer made, and of an assign()-only one;
+    OffsetDelete (delete_group_offsets) refuses a subscribed topic of a live group."""
+    from kafka.structs import OffsetAndMetadata
+
+    create(admin, topic_name, partitions=2)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for partition in (0, 1):
+        for i in range(4):
+            producer.send(topic_name, value=f"v{i}".encode(), partition=partition)
+    producer.flush()
+    producer.close()
+    group = f"kp-{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(
+        topic_name,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        client_id="kp-admin-consumer",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=500,
+    )
+    seen = []
+
+    def consumed():
+        for records in consumer.poll(200).values():
+            seen.extend(records)
+        return len(seen) >= 8
+
+    wait_until(consumed, "the consumer read every message", timeout=30)
+    consumer.commit()
+    assigned_group = f"kp-assign-{uuid.uuid4().hex[:8]}"
+    simple = KafkaConsumer(bootstrap_servers=bootstrap, group_id=assigned_group, enable_auto_commit=False)
+    simple.assign([TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)])
+    simple.commit({TopicPartition(topic_name, p): OffsetAndMetadata(2, "", -1) for p in (0, 1)})
+    simple.close()
+
+    listed = {g["group_id"]: g for g in admin.list_groups()}
+    assert listed[group]["protocol_type"] == "consumer", listed
+    assert listed[assigned_group]["protocol_type"] == "", listed
+    stable = {g["group_id"] for g in admin.list_groups(states_filter=["Stable"])}
+    assert group in stable and assigned_group not in stable
+
+    description = admin.describe_groups([group])[group]
+    assert description["error"] is None, description
+    assert description["group_state"] == "Stable"
+    assert description["protocol_type"] == "consumer"
+    assert description["protocol_data"] in ("range", "roundrobin", "sticky", "cooperative-sticky")
+    (member,) = description["members"]
+    assert member["client_id"] == "kp-admin-consumer"
+    # kafka-python decodes the subscription and assignment bytes; both name the topic.
+    assert topic_name in repr(member["member_metadata"]), member
+    assert topic_name in repr(member["member_assignment"]), member
+    assert admin.describe_groups(["kp-no-such-group"])["kp-no-such-group"]["group_state"] == "Dead"
+
+    offsets = admin.list_group_offsets(group)[group]
+    assert {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()} == {
+        (topic_name, 0): 4,
+        (topic_name, 1): 4,
+    }
+    refused = admin.delete_group_offsets(group, [TopicPartition(topic_name, 0)])
+    assert refused == {TopicPartition(topic_name, 0): Errors.GroupSubscribedToTopicError}, refused
+    deleted = admin.delete_group_offsets(assigned_group, [TopicPartition(topic_name, 0)])
+    assert deleted == {TopicPartition(topic_name, 0): Errors.NoError}, deleted
+    remaining = admin.list_group_offsets(assigned_group)[assigned_group]
+    assert {(tp.topic, tp.partition): meta.offset for tp, meta in remaining.items()} == {(topic_name, 1): 2}
+
+    results = admin.delete_groups([group, assigned_group, "kp-no-such-group"])
+    assert results == {group: "NonEmptyGroupError", assigned_group: "OK", "kp-no-such-group": "GroupIdNotFoundError"}
+    consumer.close()
+    wait_until(lambda: admin.describe_groups([group])[group]["group_state"] == "Empty", "the group is empty")
+    assert admin.delete_groups([group]) == {group: "OK"}
+    listed = {g["group_id"] for g in admin.list_groups()}
+    assert group not in listed and assigned_group not in listed, listed
+    assert admin.list_group_offsets(group)[group] == {}

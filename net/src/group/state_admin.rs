@@ -1,0 +1,171 @@
+//! The admin side of a shard's groups: ListGroups and DescribeGroups views, DeleteGroups and
+//! OffsetDelete. A child of `state` so that it sees the group internals without widening them.
+
+use std::collections::HashSet;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::GroupId;
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::offsets::{self, append};
+use super::{Group, Groups, State, CLASSIC, CONSUMER_PROTOCOL_TYPE, DEAD};
+use crate::shard::partitions::now_ms;
+use crate::shard::ShardContext;
+
+impl Group {
+    /// The topics a consumer group's members subscribe to (per their metadata for the chosen
+    /// protocol, or their first one while none is chosen).
+    pub(super) fn subscribed_topics(&self) -> HashSet<String> {
+        let mut topics = HashSet::new();
+        for member in self.members.values() {
+            let chosen = self.protocol.as_ref().and_then(|p| member.protocols.iter().find(|(name, _)| name == p));
+            if let Some((_, metadata)) = chosen.or(member.protocols.first()) {
+                topics.extend(offsets::subscribed_topics(metadata));
+            }
+        }
+        topics
+    }
+
+    /// DescribeGroups' view: Kafka fills the protocol and the members' metadata and assignments
+    /// only once the group is Stable.
+    pub(super) fn describe(&self, group_id: &str) -> DescribedGroup {
+        let stable = self.state == State::Stable;
+        let protocol = if stable { self.protocol.clone().unwrap_or_default() } else { String::new() };
+        let members = self
+            .members
+            .iter()
+            .map(|(id, member)| {
+                let member_summary = DescribedGroupMember::default()
+                    .with_member_id(StrBytes::from_string(id.clone()))
+                    .with_group_instance_id(member.instance_id.clone().map(StrBytes::from_string))
+                    .with_client_id(StrBytes::from_string(member.client_id.clone()))
+                    .with_client_host(StrBytes::default());
+                if !stable {
+                    return member_summary;
+                }
+                let metadata = member.protocols.iter().find(|(name, _)| *name == protocol).map(|(_, m)| m.clone());
+                member_summary
+                    .with_member_metadata(metadata.unwrap_or_default())
+                    .with_member_assignment(member.assignment.clone())
+            })
+            .collect();
+        described(group_id, self.state.name(), self.protocol_type.clone().unwrap_or_default())
+            .with_protocol_data(StrBytes::from_string(protocol))
+            .with_members(members)
+    }
+}
+
+/// A described group without members.
+fn described(group_id: &str, state: &str, protocol_type: String) -> DescribedGroup {
+    DescribedGroup::default()
+        .with_group_id(GroupId(StrBytes::from_string(group_id.to_string())))
+        .with_group_state(StrBytes::from_string(state.to_string()))
+        .with_protocol_type(StrBytes::from_string(protocol_type))
+}
+
+/// A listed group (of type classic).
+fn listed(group_id: &str, state: &str, protocol_type: String) -> ListedGroup {
+    ListedGroup::default()
+        .with_group_id(GroupId(StrBytes::from_string(group_id.to_string())))
+        .with_protocol_type(StrBytes::from_string(protocol_type))
+        .with_group_state(StrBytes::from_string(state.to_string()))
+        .with_group_type(StrBytes::from_static_str(CLASSIC))
+}
+
+impl Groups {
+    /// Every group of this shard: those with members (or once had), and those with only committed
+    /// offsets (assign() consumers), which Kafka lists as Empty with no protocol type.
+    pub(super) fn list(&self) -> Vec<ListedGroup> {
+        let groups = self.groups.borrow();
+        let mut listed_groups: Vec<ListedGroup> = groups
+            .iter()
+            .map(|(id, group)| listed(id, group.state.name(), group.protocol_type.clone().unwrap_or_default()))
+            .collect();
+        for id in self.offsets.borrow().keys().filter(|id| !groups.contains_key(*id)) {
+            listed_groups.push(listed(id, State::Empty.name(), String::new()));
+        }
+        listed_groups
+    }
+
+    /// One group as DescribeGroups shows it; an unknown one is Dead (error NONE, as in Kafka).
+    pub(super) fn describe(&self, group_id: &str) -> DescribedGroup {
+        if let Some(group) = self.groups.borrow().get(group_id) {
+            return group.describe(group_id);
+        }
+        if self.offsets.borrow().contains_key(group_id) {
+            return described(group_id, State::Empty.name(), String::new());
+        }
+        described(group_id, DEAD, String::new())
+    }
+
+    /// DeleteGroups of one group: only an Empty group (or one with only offsets) can go; its
+    /// offsets and metadata key get tombstones. Like Kafka, the group leaves memory first (it is
+    /// Dead: a JoinGroup meanwhile starts a new one).
+    pub(super) async fn delete(&self, context: &ShardContext, place: (Uuid, i32), group_id: &str) -> i16 {
+        match self.groups.borrow().get(group_id) {
+            Some(group) if group.state != State::Empty => return ResponseError::NonEmptyGroup.code(),
+            Some(_) => {}
+            None if !self.offsets.borrow().contains_key(group_id) => return ResponseError::GroupIdNotFound.code(),
+            None => {}
+        }
+        self.groups.borrow_mut().remove(group_id);
+        let removed = self.offsets.borrow_mut().remove(group_id).unwrap_or_default();
+        let partitions: Vec<(String, i32)> = removed.into_keys().collect();
+        let batch = offsets::tombstone_batch(group_id, &partitions, true, now_ms());
+        match append(context, place, batch).await {
+            Ok(()) => 0,
+            Err(code) => code,
+        }
+    }
+
+    /// OffsetDelete (Kafka's `handleDeleteOffsets`): an Empty group loses any offsets asked; a
+    /// consumer group with members keeps those of topics its members subscribe to
+    /// (GROUP_SUBSCRIBED_TO_TOPIC); another group with members refuses (NON_EMPTY_GROUP).
+    pub(super) async fn delete_offsets(
+        &self,
+        context: &ShardContext,
+        place: (Uuid, i32),
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<i16>, i16> {
+        let subscribed = match self.groups.borrow().get(group_id) {
+            None if !self.offsets.borrow().contains_key(group_id) => {
+                return Err(ResponseError::GroupIdNotFound.code());
+            }
+            None => HashSet::new(),
+            Some(group) if group.state == State::Empty => HashSet::new(),
+            Some(group) if group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) => group.subscribed_topics(),
+            Some(_) => return Err(ResponseError::NonEmptyGroup.code()),
+        };
+        let subscribed_code = ResponseError::GroupSubscribedToTopic.code();
+        let mut codes: Vec<i16> =
+            partitions.iter().map(|(topic, _)| if subscribed.contains(topic) { subscribed_code } else { 0 }).collect();
+        let mut deleted = Vec::new();
+        {
+            let mut map = self.offsets.borrow_mut();
+            if let Some(offsets) = map.get_mut(group_id) {
+                for (index, part) in partitions.iter().enumerate() {
+                    if codes[index] == 0 && offsets.remove(part).is_some() {
+                        deleted.push((index, part.clone()));
+                    }
+                }
+                if offsets.is_empty() {
+                    map.remove(group_id);
+                }
+            }
+        }
+        if deleted.is_empty() {
+            return Ok(codes);
+        }
+        let keys: Vec<(String, i32)> = deleted.iter().map(|(_, part)| part.clone()).collect();
+        if let Err(code) = append(context, place, offsets::tombstone_batch(group_id, &keys, false, now_ms())).await {
+            for (index, _) in deleted {
+                codes[index] = code;
+            }
+        }
+        Ok(codes)
+    }
+}
