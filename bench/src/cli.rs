@@ -54,6 +54,9 @@ struct RunArgs {
     /// Prefix of the topic created for the run
     #[arg(long, default_value = "bench-")]
     topic_prefix: String,
+    /// Keep the run's topic (by default it is deleted after the run, so that runs do not fill the disk)
+    #[arg(long)]
+    keep_topic: bool,
     /// Print only the JSON line on stdout (progress still goes to stderr unless --quiet)
     #[arg(long)]
     json: bool,
@@ -120,6 +123,7 @@ fn run_command(args: RunArgs) -> crate::client::Result<()> {
         label: args.label,
         rate_msgs_per_s: args.rate.filter(|rate| *rate > 0.0),
         topic_prefix: args.topic_prefix,
+        keep_topic: args.keep_topic,
         progress: !args.quiet,
     };
     let summary = run(&workload, &options)?;

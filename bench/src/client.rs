@@ -12,9 +12,9 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -39,6 +39,7 @@ fn client_max_version(api_key: ApiKey) -> i16 {
         ApiKey::ListOffsets => 7,
         ApiKey::Metadata => 12,
         ApiKey::CreateTopics => 7,
+        ApiKey::DeleteTopics => 5,
         ApiKey::InitProducerId => 4,
         ApiKey::ApiVersions => 3,
         _ => 0,
@@ -211,6 +212,17 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Deletes a topic (the harness removes each run's topic, so a series of runs does not fill the disk).
+    pub fn delete_topic(&mut self, name: &str) -> Result<()> {
+        let version = self.version(ApiKey::DeleteTopics)?;
+        let request = DeleteTopicsRequest::default().with_topic_names(vec![topic_name(name)]).with_timeout_ms(30_000);
+        let response: DeleteTopicsResponse = self.call(ApiKey::DeleteTopics, version, &request)?;
+        match response.responses.iter().find(|result| result.error_code != 0) {
+            Some(result) => Err(format!("DeleteTopics {name}: error code {}", result.error_code).into()),
+            None => Ok(()),
+        }
     }
 
     /// Waits until every partition of `topic` has a leader; returns the leaders' addresses by partition.

@@ -26,6 +26,8 @@ pub struct RunOptions {
     /// Fixed total rate; overrides the workload's rate and `rate_of_max`.
     pub rate_msgs_per_s: Option<f64>,
     pub topic_prefix: String,
+    /// Leave the run's topic on the broker instead of deleting it afterwards.
+    pub keep_topic: bool,
     /// Print a progress line every second to stderr.
     pub progress: bool,
 }
@@ -175,6 +177,9 @@ fn run_once(workload: &Workload, options: &RunOptions, rate: f64) -> Result<Summ
     };
     if let Some(progress) = progress {
         progress.stop();
+    }
+    if !options.keep_topic {
+        admin.delete_topic(&topic)?;
     }
     admin.close();
     if let Some(message) = failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {

@@ -48,7 +48,7 @@ fn number(value: &Value, path: &[&str]) -> f64 {
 fn smoke_workload_reports_and_partitions_by_murmur2() {
     let _serial = serial();
     let broker = Broker::start(&[]);
-    let summary = bench_run(&broker, "smoke", &[]);
+    let summary = bench_run(&broker, "smoke", &["--keep-topic"]);
     assert_eq!(summary["spate_bench"], 1);
     assert_eq!(summary["workload"], "smoke");
     assert_eq!(summary["mode"], "max");
@@ -88,6 +88,11 @@ fn fixed_rate_holds_its_schedule() {
     // inside it, hence the margins.
     assert!((1400.0..=3000.0).contains(&rate), "{rate} msg/s for a 2000 msg/s schedule");
     assert!(number(&summary, &["consume", "messages"]) > 0.0);
+    // Without --keep-topic the run deletes its topic, so that a series of runs does not fill the disk.
+    let topic = summary["topic"].as_str().unwrap();
+    let listing = kcat(&["-L", "-b", &broker.bootstrap()]);
+    assert!(listing.status.success());
+    assert!(!String::from_utf8_lossy(&listing.stdout).contains(topic), "{topic} was deleted");
 }
 
 #[test]
