@@ -146,13 +146,7 @@ fn loopback_command(args: LoopbackArgs) -> crate::client::Result<()> {
 
 /// "1", "0,1", "2-3".
 fn parse_cpus(list: &str) -> crate::client::Result<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in list.split(',').filter(|part| !part.is_empty()) {
-        match part.split_once('-') {
-            Some((low, high)) => cpus.extend(low.trim().parse::<usize>()?..=high.trim().parse::<usize>()?),
-            None => cpus.push(part.trim().parse()?),
-        }
-    }
+    let cpus = spate_core::runtime::parse_cpu_list(list).map_err(|error| format!("--cpus {list:?}: {error}"))?;
     if cpus.is_empty() {
         return Err(format!("--cpus {list:?} names no CPU").into());
     }

@@ -3,6 +3,7 @@
 //! whatever cannot be read (containers, virtual or network file systems) is reported as unknown (`None`, or
 //! the device name `"unknown"`), never as an error.
 
+pub use spate_core::runtime::parse_cpu_list;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -169,29 +170,7 @@ pub fn disk_from_sysfs(sys_root: &Path, major: u64, minor: u64) -> DiskInfo {
     info
 }
 
-/// Parses the kernel's CPU list format: `0-3,8,10-11` (whitespace and a trailing newline allowed).
-pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').map(str::trim).filter(|part| !part.is_empty()) {
-        let bad = || format!("bad CPU list {text:?} at {part:?}");
-        match part.split_once('-') {
-            Some((first, last)) => {
-                let first: usize = first.trim().parse().map_err(|_| bad())?;
-                let last: usize = last.trim().parse().map_err(|_| bad())?;
-                if last < first {
-                    return Err(bad());
-                }
-                cpus.extend(first..=last);
-            }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(cpus)
-}
-
-/// Formats CPUs the way [`parse_cpu_list`] reads them, with ranges: `0-3,8`.
+/// Formats CPUs the way [`parse_cpu_list`] (re-exported from `spate_core`) reads them, with ranges: `0-3,8`.
 pub fn format_cpu_list(cpus: &[usize]) -> String {
     let mut sorted = cpus.to_vec();
     sorted.sort_unstable();

@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use mesh::{CallError, Shard};
-pub use placement::{available_cpus, format_cpus, CoreSpec, PlacementError};
+pub use placement::{available_cpus, format_cpus, parse_cpu_list, CoreSpec, PlacementError};
 pub use pool::{ExitKind, PoolConfig, ShardExit, ShardPlacement, ShardPool};
 pub use shutdown::{LocalSignal, Shutdown};
 

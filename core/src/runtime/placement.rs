@@ -46,19 +46,7 @@ impl FromStr for CoreSpec {
             }
             return Ok(CoreSpec::Count(count));
         }
-        let mut cpus = Vec::new();
-        for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
-            match part.split_once('-') {
-                Some((first, last)) => {
-                    let (first, last) = (parse_number(first.trim())?, parse_number(last.trim())?);
-                    if first > last {
-                        return Err(PlacementError(format!("--cores: range {part} is backwards")));
-                    }
-                    cpus.extend(first..=last);
-                }
-                None => cpus.push(parse_number(part)?),
-            }
-        }
+        let cpus = parse_cpu_list(text)?;
         if cpus.is_empty() {
             return Err(PlacementError(format!("--cores: {text:?} names no CPU")));
         }
@@ -69,6 +57,25 @@ impl FromStr for CoreSpec {
         }
         Ok(CoreSpec::List(cpus))
     }
+}
+
+/// A CPU list as Linux writes them (`0-3,8`, also in sysfs `cpulist` files), in the order given;
+/// empty parts are skipped, so `""` is an empty list. Backwards ranges and non-numbers are errors.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, PlacementError> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (parse_number(first.trim())?, parse_number(last.trim())?);
+                if first > last {
+                    return Err(PlacementError(format!("CPU list: range {part} is backwards")));
+                }
+                cpus.extend(first..=last);
+            }
+            None => cpus.push(parse_number(part)?),
+        }
+    }
+    Ok(cpus)
 }
 
 fn parse_number(text: &str) -> Result<usize, PlacementError> {
