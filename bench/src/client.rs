@@ -28,7 +28,6 @@ const RESPONSE_MAX_BYTES: usize = 256 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER: a new topic settling.
 const RETRIABLE_LEADERSHIP_ERRORS: [i16; 3] = [3, 5, 6];
-const RETRIABLE_MARK: &str = " (retriable)";
 
 /// The highest version of each API this client can speak. Capped below what kafka-protocol encodes where
 /// later versions change shape (Fetch 13+ and Produce 12+ name topics by id).
@@ -273,17 +272,37 @@ impl Connection {
                 other = Connection::open(leader)?;
                 &mut other
             };
-            match connection.list_offsets(topic, &partitions, -1) {
-                Ok(_) => {}
-                Err(error) if error.to_string().ends_with(RETRIABLE_MARK) => return Ok(false),
-                Err(error) => return Err(error),
+            for (partition, code, _) in connection.list_offsets_with_codes(topic, &partitions, -1)? {
+                match code {
+                    0 => {}
+                    code if RETRIABLE_LEADERSHIP_ERRORS.contains(&code) => return Ok(false),
+                    code => return Err(format!("ListOffsets partition {partition}: error code {code}").into()),
+                }
             }
         }
         Ok(true)
     }
 
-    /// The earliest (`timestamp` -2) or latest (-1) offset of each of `partitions`.
+    /// The earliest (`timestamp` -2) or latest (-1) offset of each of `partitions`; a partition's error
+    /// code fails the call.
     pub fn list_offsets(&mut self, topic: &str, partitions: &[i32], timestamp: i64) -> Result<Vec<(i32, i64)>> {
+        let mut offsets = Vec::new();
+        for (partition, code, offset) in self.list_offsets_with_codes(topic, partitions, timestamp)? {
+            if code != 0 {
+                return Err(format!("ListOffsets partition {partition}: error code {code}").into());
+            }
+            offsets.push((partition, offset));
+        }
+        Ok(offsets)
+    }
+
+    /// ListOffsets as answered: (partition, error code, offset) for each of `partitions`.
+    fn list_offsets_with_codes(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+    ) -> Result<Vec<(i32, i16, i64)>> {
         let version = self.version(ApiKey::ListOffsets)?;
         let request =
             ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
@@ -297,23 +316,12 @@ impl Connection {
                         .collect(),
                 )]);
         let response: ListOffsetsResponse = self.call(ApiKey::ListOffsets, version, &request)?;
-        let mut offsets = Vec::new();
-        for topic in &response.topics {
-            for partition in &topic.partitions {
-                if partition.error_code != 0 {
-                    let retriable = RETRIABLE_LEADERSHIP_ERRORS.contains(&partition.error_code);
-                    return Err(format!(
-                        "ListOffsets partition {}: error code {}{}",
-                        partition.partition_index,
-                        partition.error_code,
-                        if retriable { RETRIABLE_MARK } else { "" }
-                    )
-                    .into());
-                }
-                offsets.push((partition.partition_index, partition.offset));
-            }
-        }
-        Ok(offsets)
+        Ok(response
+            .topics
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .map(|partition| (partition.partition_index, partition.error_code, partition.offset))
+            .collect())
     }
 
     /// A producer id and epoch for an idempotent producer.
