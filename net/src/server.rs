@@ -22,6 +22,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,31 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServeError
     Ok(file)
 }
 
+/// How long startup waits for the listen port to come free before giving up.
+const BIND_RETRY_LIMIT: Duration = Duration::from_secs(3);
+
+/// One listener per shard. A port in use is retried for [`BIND_RETRY_LIMIT`]: right after a broker is
+/// killed (kill -9) the kernel tears its io_uring instances down asynchronously, and the pending accepts
+/// keep its listeners open for a few milliseconds after the process is gone, so an immediate restart
+/// (systemd's, or an operator's) would otherwise fail.
+fn bind_listeners(listen: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, ServeError> {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        match tcp::bind_shared(listen, count) {
+            Ok(listeners) => return Ok(listeners),
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse && started.elapsed() < BIND_RETRY_LIMIT => {
+                if !warned {
+                    warn!(%listen, "port in use; waiting up to {BIND_RETRY_LIMIT:?} in case a previous broker's sockets are still closing");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => return Err(ServeError::Bind(format!("cannot listen on {listen}: {error}"))),
+        }
+    }
+}
+
 /// Runs the broker until `shutdown` is triggered and every shard has stopped.
 pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir)
@@ -113,8 +139,7 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
 
     let allowed = available_cpus().map_err(|error| ServeError::Cores(format!("cannot read CPU affinity: {error}")))?;
     let cpus = config.cores.resolve(&allowed).map_err(|error| ServeError::Cores(error.to_string()))?;
-    let listeners = tcp::bind_shared(config.listen, cpus.len())
-        .map_err(|error| ServeError::Bind(format!("cannot listen on {}: {error}", config.listen)))?;
+    let listeners = bind_listeners(config.listen, cpus.len())?;
     let bound = listeners[0].local_addr().map_err(|error| ServeError::Bind(error.to_string()))?;
     let (advertised_host, advertised_port) =
         config.advertise.clone().unwrap_or_else(|| (config.listen_host.clone(), bound.port()));

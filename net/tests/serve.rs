@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{kcat, read_response, request, send_and_expect_close, Broker, IO_TIMEOUT};
+use common::{kcat, read_response, request, send_and_expect_close, Broker, Client, IO_TIMEOUT};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
 #[test]
 fn kcat_lists_the_broker_and_unknown_topics() {
@@ -200,7 +201,7 @@ fn a_second_broker_on_the_same_port_or_data_directory_refuses_to_start() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while child.try_wait().unwrap().is_none() {
             if std::time::Instant::now() > deadline {
                 child.kill().unwrap();
@@ -219,4 +220,21 @@ fn a_second_broker_on_the_same_port_or_data_directory_refuses_to_start() {
     assert_eq!(same_dir.status.code(), Some(1), "{same_dir:?}");
     assert!(String::from_utf8_lossy(&same_dir.stderr).contains("in use by another broker"), "{same_dir:?}");
     broker.assert_kcat_lists_broker(0);
+}
+
+#[test]
+fn an_immediate_restart_after_kill_9_binds_once_the_old_listeners_close() {
+    let mut broker = Broker::start(&["--cores", "0,1"]);
+    for round in 0..3 {
+        // A log with data and an open connection: the killed process's io_uring holds its sockets for a
+        // moment after it is gone.
+        let produced = common::kcat_with_input(&["-P", "-b", &broker.bootstrap(), "-t", "restarts"], Some(b"x\n"));
+        assert!(produced.status.success(), "{produced:?}");
+        let _open = Client::connect(&broker);
+        broker.kill9();
+        broker.restart_at_once(2);
+        let mut client = Client::connect(&broker);
+        let versions: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 2, &ApiVersionsRequest::default());
+        assert_eq!(versions.error_code, 0, "round {round}");
+    }
 }

@@ -85,7 +85,44 @@ impl Broker {
         if let Some(mut child) = self.child.take() {
             assert!(child.try_wait().unwrap().is_some(), "restart of a running broker");
         }
+        // The kernel closes a killed broker's listeners a moment after the process is gone (its io_uring
+        // is torn down asynchronously); until then a connection would reach the old listener and be
+        // reset, so the readiness check below must not start before the port is free.
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "port {} still accepting after the broker exited", self.port);
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.launch();
+    }
+
+    /// Starts the broker again right after it exited, as systemd's `Restart=` would, without waiting
+    /// for the kernel to close the old process's listeners, and waits until every shard of the new
+    /// one logs that it accepts (a readiness connect could still reach an old listener).
+    pub fn restart_at_once(&mut self, shards: usize) {
+        let accepting_before = self.stderr().matches("net::server: accepting").count();
+        let child = self.child.take().expect("the broker was never started");
+        drop(child);
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while self.stderr().matches("net::server: accepting").count() < accepting_before + shards {
+            if let Some(status) = self.child_mut().try_wait().unwrap() {
+                panic!("spate exited during startup ({status}):\n{}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "spate did not start accepting:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `host:port` for clients.
@@ -164,6 +201,13 @@ impl Drop for Broker {
         if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A failing test shows what the broker logged: CI keeps nothing else.
+        if std::thread::panicking() {
+            let log = self.stderr();
+            let tail_start = log.len().saturating_sub(20_000);
+            let tail_start = (tail_start..log.len()).find(|&i| log.is_char_boundary(i)).unwrap_or(log.len());
+            eprintln!("--- spate stderr (last 20 kB) ---\n{}", &log[tail_start..]);
         }
     }
 }
