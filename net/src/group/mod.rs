@@ -17,6 +17,7 @@
 //! `UNKNOWN_MEMBER_ID` and join again, which clients do on their own).
 
 pub mod calls;
+pub mod classic;
 pub mod offsets;
 pub mod state;
 

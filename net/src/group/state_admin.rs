@@ -11,7 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::offsets::{self, append};
-use super::{Group, Groups, State, CLASSIC, CONSUMER_PROTOCOL_TYPE, DEAD};
+use super::{Group, Groups, State, CLASSIC, DEAD};
+use crate::group::classic::CONSUMER_PROTOCOL_TYPE;
 use crate::shard::partitions::now_ms;
 use crate::shard::ShardContext;
 
