@@ -13,6 +13,9 @@
 //! auto_create_topics_enable = true     # Metadata requests create unknown topics (Kafka's default)
 //! num_partitions = 1                   # partitions of auto-created topics and of CreateTopics with -1
 //! offsets_topic_num_partitions = 50    # partitions of __consumer_offsets when it is created (Kafka's default)
+//! offsets_retention_minutes = 10080    # committed offsets of empty groups (and of assign() consumers)
+//!                                      # expire after this (Kafka's offsets.retention.minutes; fractions allowed)
+//! offsets_retention_check_interval_ms = 600000 # how often that expiry runs
 //! batch_cache_bytes_per_shard = 268435456 # default: min(256 MiB, physical RAM / 4 / shards)
 //! memory_budget_bytes_per_shard = 536870912 # requests and responses in flight; default: physical
 //!                                           # RAM / 4 / shards, within 64 MiB..=512 MiB
@@ -67,6 +70,10 @@ pub const IO_RING_DEPTH_MAX: usize = 32_768;
 pub const MICROS_SETTING_MAX: u64 = 1_000_000;
 /// Default `fetch_max_bytes`: Kafka's `fetch.max.bytes` (55 MiB).
 pub const DEFAULT_FETCH_MAX_BYTES: usize = 57_671_680;
+/// Default `offsets_retention_minutes` (Kafka's `offsets.retention.minutes`: 7 days).
+pub const DEFAULT_OFFSETS_RETENTION_MINUTES: f64 = 10_080.0;
+/// Default `offsets_retention_check_interval_ms` (Kafka's `offsets.retention.check.interval.ms`).
+pub const DEFAULT_OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;
 /// Default `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`).
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
 
@@ -118,6 +125,10 @@ pub struct Settings {
     pub num_partitions: Option<i32>,
     /// Partitions of `__consumer_offsets` when Spate creates it (Kafka's `offsets.topic.num.partitions`).
     pub offsets_topic_num_partitions: Option<i32>,
+    /// How long committed offsets of empty groups are kept (Kafka's `offsets.retention.minutes`).
+    pub offsets_retention_minutes: Option<f64>,
+    /// How often offsets expiry runs (Kafka's `offsets.retention.check.interval.ms`).
+    pub offsets_retention_check_interval_ms: Option<u64>,
     /// Batch cache budget of each shard, in bytes.
     pub batch_cache_bytes_per_shard: Option<usize>,
     /// How often retention runs, in milliseconds.
@@ -167,6 +178,10 @@ impl Settings {
             auto_create_topics_enable: overrides.auto_create_topics_enable.or(self.auto_create_topics_enable),
             num_partitions: overrides.num_partitions.or(self.num_partitions),
             offsets_topic_num_partitions: overrides.offsets_topic_num_partitions.or(self.offsets_topic_num_partitions),
+            offsets_retention_minutes: overrides.offsets_retention_minutes.or(self.offsets_retention_minutes),
+            offsets_retention_check_interval_ms: overrides
+                .offsets_retention_check_interval_ms
+                .or(self.offsets_retention_check_interval_ms),
             batch_cache_bytes_per_shard: overrides.batch_cache_bytes_per_shard.or(self.batch_cache_bytes_per_shard),
             retention_check_interval_ms: overrides.retention_check_interval_ms.or(self.retention_check_interval_ms),
             memory_budget_bytes_per_shard: overrides
@@ -297,6 +312,15 @@ impl Settings {
                 crate::shard::controller::MAX_PARTITIONS_PER_TOPIC
             )));
         }
+        let offsets_retention_minutes = self.offsets_retention_minutes.unwrap_or(DEFAULT_OFFSETS_RETENTION_MINUTES);
+        if !(offsets_retention_minutes.is_finite() && offsets_retention_minutes > 0.0) {
+            return Err(ConfigError(format!("offsets_retention_minutes {offsets_retention_minutes} must be above 0")));
+        }
+        let offsets_retention_check_interval_ms =
+            self.offsets_retention_check_interval_ms.unwrap_or(DEFAULT_OFFSETS_RETENTION_CHECK_INTERVAL_MS);
+        if offsets_retention_check_interval_ms == 0 {
+            return Err(ConfigError("offsets_retention_check_interval_ms must be at least 1".into()));
+        }
         let mut defaults = Vec::new();
         for (key, value) in self.topic_defaults.unwrap_or_default() {
             let text = match value {
@@ -369,6 +393,8 @@ impl Settings {
                 auto_create: self.auto_create_topics_enable.unwrap_or(true),
                 num_partitions,
                 offsets_topic_num_partitions,
+                offsets_retention: Duration::from_secs_f64(offsets_retention_minutes * 60.0),
+                offsets_retention_check_interval: Duration::from_millis(offsets_retention_check_interval_ms),
                 defaults,
             },
             batch_cache_bytes_per_shard: self.batch_cache_bytes_per_shard,
@@ -443,6 +469,10 @@ pub struct TopicSettings {
     pub num_partitions: i32,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`: how long an empty group's committed offsets are kept.
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval: Duration,
     /// Kafka's topic defaults with the broker's `[topic_defaults]` applied.
     pub defaults: TopicDefaults,
 }

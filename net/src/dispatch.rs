@@ -12,6 +12,7 @@
 //! them; `None` means no response at all (Produce with acks=0).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -104,8 +105,14 @@ pub fn route(frame: Bytes) -> Result<Routed, DispatchError> {
 
 /// Answers the request in `frame` on this shard. `response_limit`: the response bytes the connection
 /// reserved for it in the shard's memory budget, which a Fetch's records must not exceed after their
-/// first batch (0 for other requests, which ignore it).
-pub async fn dispatch(frame: Bytes, context: &ShardContext, response_limit: usize) -> Result<Answer, DispatchError> {
+/// first batch (0 for other requests, which ignore it). `peer`: the client's address, if known
+/// (group members' `client_host`).
+pub async fn dispatch(
+    frame: Bytes,
+    context: &ShardContext,
+    response_limit: usize,
+    peer: Option<SocketAddr>,
+) -> Result<Answer, DispatchError> {
     let request = match route(frame)? {
         Routed::Answered(chunks) => return Ok(Some(chunks)),
         Routed::Request(request) => request,
@@ -130,7 +137,7 @@ pub async fn dispatch(frame: Bytes, context: &ShardContext, response_limit: usiz
         ApiKey::DescribeCluster => handlers::describe_cluster::handle(context, header, body).await,
         ApiKey::OffsetCommit => handlers::offset_commit::handle(context, header, body).await,
         ApiKey::OffsetFetch => handlers::offset_fetch::handle(context, header, body).await,
-        ApiKey::JoinGroup => handlers::join_group::handle(context, header, body).await,
+        ApiKey::JoinGroup => handlers::join_group::handle(context, header, body, peer).await,
         ApiKey::Heartbeat => handlers::heartbeat::handle(context, header, body).await,
         ApiKey::LeaveGroup => handlers::leave_group::handle(context, header, body).await,
         ApiKey::SyncGroup => handlers::sync_group::handle(context, header, body).await,
@@ -167,7 +174,25 @@ impl Dispatcher for Rc<ShardContext> {
         frame: Bytes,
         response_limit: usize,
     ) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>> {
-        Box::pin(dispatch(frame, self, response_limit))
+        Box::pin(dispatch(frame, self, response_limit, None))
+    }
+}
+
+/// The dispatcher of one accepted connection: the shard's context and the client's address.
+pub struct ConnectionDispatcher {
+    /// The shard's context.
+    pub context: Rc<ShardContext>,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+impl Dispatcher for ConnectionDispatcher {
+    fn dispatch(
+        &self,
+        frame: Bytes,
+        response_limit: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Answer, DispatchError>> + '_>> {
+        Box::pin(dispatch(frame, &self.context, response_limit, Some(self.peer)))
     }
 }
 

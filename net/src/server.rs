@@ -354,7 +354,8 @@ async fn accept_loop(
             let _open = OpenConnection(open);
             let mut connection = connection;
             let stall = Some(connection::WRITE_STALL_LIMIT);
-            connection::serve(&mut connection, peer, &context, decoder, &budget, stall, &signal).await;
+            let dispatcher = crate::dispatch::ConnectionDispatcher { context, peer };
+            connection::serve(&mut connection, peer, &dispatcher, decoder, &budget, stall, &signal).await;
         })
         .detach();
     }

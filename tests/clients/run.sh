@@ -10,7 +10,8 @@
 # Environment: SPATE_BIN (a broker binary to use instead of building one), SPATE_SUITE_TIMEOUT
 # (seconds per suite, default 150), SPATE_LOG (the broker's RUST_LOG, default info), SPATE_KEEP_LOGS=1
 # (keep a passing suite's broker log and data directory too; a failing suite's are always kept and
-# named in the summary).
+# named in the summary). The suites get SPATE_BOOTSTRAP (the broker's HOST:PORT) and SPATE_BIN (the
+# binary, for tests that start, kill and restart brokers of their own).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -102,7 +103,7 @@ suite_command() {
   local venv_python=$cache/venv/bin/python
   case $1 in
     python-confluent | kafka-python)
-      local files=(test_confluent.py test_groups.py)
+      local files=(test_confluent.py test_groups.py test_group_failover.py)
       [ "$1" = kafka-python ] && files=(test_kafka_python.py)
       [ -x "$venv_python" ] || { echo "missing $venv_python: run scripts/install-clients.sh python" >&2; return 1; }
       PYTHONDONTWRITEBYTECODE=1 timeout -k 5 "$suite_timeout" "$venv_python" -m pytest -q \
@@ -133,7 +134,8 @@ for suite in "${suites[@]}"; do
     continue
   fi
   status=0
-  SPATE_BOOTSTRAP="127.0.0.1:$port" suite_command "$suite" || status=$?
+  # SPATE_BIN too: test_group_failover.py kills and restarts a broker of its own.
+  SPATE_BOOTSTRAP="127.0.0.1:$port" SPATE_BIN="$spate" suite_command "$suite" || status=$?
   broker_alive=yes
   kill -0 "$broker_pid" 2>/dev/null || broker_alive=no
   stop_broker

@@ -26,8 +26,8 @@ pub type CommitPart = (String, i32, Committed);
 
 /// A group request, decoded by the handler on the connection's shard.
 pub enum GroupCall {
-    /// JoinGroup at `version`, from `client_id`.
-    Join(JoinGroupRequest, i16, String),
+    /// JoinGroup at `version`, from `client_id` at `client_host`.
+    Join(JoinGroupRequest, i16, String, String),
     /// SyncGroup.
     Sync(SyncGroupRequest),
     /// Heartbeat.

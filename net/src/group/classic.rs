@@ -10,7 +10,13 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::JoinGroupResponse;
 use kafka_protocol::protocol::StrBytes;
 
+use super::metadata::{StoredGroup, StoredMember};
 use super::state::INITIAL_REBALANCE_DELAY;
+use crate::shard::partitions::now_ms;
+
+fn duration_ms(duration: Duration) -> i32 {
+    i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -43,6 +49,8 @@ pub(super) struct Member {
     pub(super) instance_id: Option<String>,
     /// The client id of its JoinGroup (DescribeGroups).
     pub(super) client_id: String,
+    /// The client's address as Kafka shows it ("/127.0.0.1").
+    pub(super) client_host: String,
     pub(super) session_timeout: Duration,
     pub(super) rebalance_timeout: Duration,
     pub(super) protocols: Vec<(String, Bytes)>,
@@ -68,6 +76,12 @@ pub(super) struct Group {
     pub(super) rebalance_started: Instant,
     pub(super) initial_delay_until: Option<Instant>,
     pub(super) next_since: u64,
+    /// When the group entered its state (ms since the epoch): Kafka's `currentStateTimestamp`, from
+    /// which an empty group's offsets expire.
+    pub(super) state_timestamp_ms: i64,
+    /// The group changed in a way its stored metadata must follow (it became empty, a static
+    /// member took over): the shard's group ticker writes it.
+    pub(super) unsaved: bool,
 }
 
 impl Group {
@@ -83,7 +97,86 @@ impl Group {
             rebalance_started: Instant::now(),
             initial_delay_until: None,
             next_since: 0,
+            state_timestamp_ms: now_ms(),
+            unsaved: false,
         }
+    }
+
+    /// Moves to `state`, noting when; an empty group's metadata is stored again.
+    pub(super) fn enter(&mut self, state: State) {
+        self.state = state;
+        self.state_timestamp_ms = now_ms();
+        if state == State::Empty {
+            self.unsaved = true;
+        }
+    }
+
+    /// The record of the group's current generation (members with their metadata for the chosen
+    /// protocol, and their assignments).
+    pub(super) fn snapshot(&self) -> StoredGroup {
+        let protocol = self.protocol.clone();
+        let members = self
+            .members
+            .iter()
+            .map(|(id, member)| {
+                let chosen = protocol.as_ref().and_then(|p| member.protocols.iter().find(|(name, _)| name == p));
+                StoredMember {
+                    member_id: id.clone(),
+                    instance_id: member.instance_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    rebalance_timeout_ms: duration_ms(member.rebalance_timeout),
+                    session_timeout_ms: duration_ms(member.session_timeout),
+                    subscription: chosen.map(|(_, metadata)| metadata.clone()).unwrap_or_default(),
+                    assignment: member.assignment.clone(),
+                }
+            })
+            .collect();
+        StoredGroup {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol,
+            leader: self.leader.clone(),
+            state_timestamp_ms: self.state_timestamp_ms,
+            members,
+        }
+    }
+
+    /// The group as its coordinator left it (Kafka's `loadGroup`): Stable with its members and their
+    /// assignments, or Empty. Members have a whole session timeout from `now` to show up again.
+    pub(super) fn restore(stored: StoredGroup, now: Instant) -> Group {
+        let mut group = Group::new();
+        group.generation = stored.generation;
+        group.protocol_type = Some(stored.protocol_type).filter(|t| !t.is_empty());
+        group.protocol = stored.protocol.clone();
+        group.leader = stored.leader;
+        group.state_timestamp_ms = stored.state_timestamp_ms;
+        for (since, member) in stored.members.into_iter().enumerate() {
+            let timeout = |ms: i32| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+            let protocols = stored.protocol.iter().map(|name| (name.clone(), member.subscription.clone())).collect();
+            group.members.insert(
+                member.member_id,
+                Member {
+                    instance_id: member.instance_id,
+                    client_id: member.client_id,
+                    client_host: member.client_host,
+                    session_timeout: timeout(member.session_timeout_ms),
+                    rebalance_timeout: timeout(member.rebalance_timeout_ms),
+                    protocols,
+                    last_seen: now,
+                    joined: false,
+                    join_result: None,
+                    assignment: member.assignment,
+                    since: since as u64,
+                },
+            );
+        }
+        group.next_since = group.members.len() as u64;
+        group.state = if group.members.is_empty() { State::Empty } else { State::Stable };
+        if group.leader.as_ref().is_some_and(|leader| !group.members.contains_key(leader)) {
+            group.leader = None;
+        }
+        group
     }
 
     /// The member id holding static `instance` id, if any.
@@ -128,7 +221,7 @@ impl Group {
             let longest = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
             now + INITIAL_REBALANCE_DELAY.min(longest)
         });
-        self.state = State::PreparingRebalance;
+        self.enter(State::PreparingRebalance);
         self.rebalance_started = now;
         for member in self.members.values_mut() {
             member.joined = false;
@@ -150,7 +243,7 @@ impl Group {
         }
         match self.state {
             State::Stable | State::CompletingRebalance if self.members.is_empty() => {
-                self.state = State::Empty;
+                self.enter(State::Empty);
                 self.generation += 1;
                 self.protocol = None;
             }
@@ -174,7 +267,7 @@ impl Group {
         self.members.retain(|_, member| member.joined);
         self.generation += 1;
         if self.members.is_empty() {
-            self.state = State::Empty;
+            self.enter(State::Empty);
             self.protocol = None;
             self.leader = None;
             return true;
@@ -194,7 +287,7 @@ impl Group {
         if self.leader.as_ref().is_none_or(|leader| !self.members.contains_key(leader)) {
             self.leader = self.members.iter().min_by_key(|(_, m)| m.since).map(|(id, _)| id.clone());
         }
-        self.state = State::CompletingRebalance;
+        self.enter(State::CompletingRebalance);
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
         let everyone = self.everyone(&protocol);

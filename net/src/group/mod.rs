@@ -13,11 +13,18 @@
 //! appended and flushed (fdatasync) before a commit is answered, and read back from the start of every
 //! owned partition when the shard starts, so they survive restarts and kill -9.
 //!
-//! **Group membership** ([`state`]) is in memory only: after a restart, members rejoin (they get
-//! `UNKNOWN_MEMBER_ID` and join again, which clients do on their own).
+//! **Group membership** ([`state`], [`classic`]) lives in memory, and each completed generation
+//! (members, leader, protocol, assignments) is also a group metadata record in the same partition
+//! ([`metadata`], Kafka's layout), written before the leader's SyncGroup is answered and again when
+//! the group empties. On start the shard restores its groups from those records: Stable groups keep
+//! their generation, and their members carry on heartbeating under their ids (no rebalance) or time
+//! out as usual. **Offsets expire** (`offsets_retention_minutes`, Kafka's KIP-211 rules) once their
+//! group is empty, or, without a group, after their commit; expired offsets and dead groups get
+//! tombstones.
 
 pub mod calls;
 pub mod classic;
+pub mod metadata;
 pub mod offsets;
 pub mod state;
 

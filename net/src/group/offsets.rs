@@ -8,8 +8,8 @@
 //!
 //! Strings are i16-length-prefixed UTF-8. Values v0–v2 (Kafka's older layouts) are read too; a null
 //! value is a tombstone (the offset was deleted: OffsetDelete, DeleteGroups), applied on load like
-//! any other record. Keys of version 2 (group metadata: `version i16 = 2 | group string`) are skipped:
-//! Spate does not persist group membership yet, but DeleteGroups writes their tombstone as Kafka does.
+//! any other record. Keys of version 2 are group metadata (`version i16 = 2 | group string`), whose
+//! values [`super::metadata`] reads and writes.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +19,8 @@ use spate_core::record::{RecordIter, RecordSpec};
 use storage::disk::dma::DmaDisk;
 use storage::Log;
 use tracing::warn;
+
+use super::metadata::StoredGroup;
 
 /// One committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +38,7 @@ pub struct Committed {
 /// Committed offsets of the groups on one shard: group → (topic, partition) → offset.
 pub type OffsetMap = HashMap<String, BTreeMap<(String, i32), Committed>>;
 
-fn put_string(out: &mut Vec<u8>, value: &str) {
+pub(super) fn put_string(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     out.extend_from_slice(&(bytes.len().min(i16::MAX as usize) as i16).to_be_bytes());
     out.extend_from_slice(&bytes[..bytes.len().min(i16::MAX as usize)]);
@@ -63,7 +65,7 @@ pub fn encode_value(committed: &Committed) -> Vec<u8> {
     out
 }
 
-/// The record key of a group's metadata (version 2), written only as a tombstone (DeleteGroups).
+/// The record key of a group's metadata (version 2; its value: [`super::metadata`]).
 pub fn encode_group_key(group: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + group.len());
     out.extend_from_slice(&2i16.to_be_bytes());
@@ -71,10 +73,11 @@ pub fn encode_group_key(group: &str) -> Vec<u8> {
     out
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads Kafka's fixed-width, big-endian record fields.
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&[u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -82,18 +85,35 @@ impl Reader<'_> {
         self.0 = tail;
         Some(head)
     }
-    fn i16(&mut self) -> Option<i16> {
+    pub(super) fn i16(&mut self) -> Option<i16> {
         self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
     }
-    fn i32(&mut self) -> Option<i32> {
+    pub(super) fn i32(&mut self) -> Option<i32> {
         self.take(4).map(|b| i32::from_be_bytes(b.try_into().unwrap_or([0; 4])))
     }
-    fn i64(&mut self) -> Option<i64> {
+    pub(super) fn i64(&mut self) -> Option<i64> {
         self.take(8).map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
     }
-    fn string(&mut self) -> Option<String> {
+    pub(super) fn string(&mut self) -> Option<String> {
         let len = usize::try_from(self.i16()?).ok()?;
         self.take(len).map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+    /// A nullable string: length -1 is null.
+    pub(super) fn nullable_string(&mut self) -> Option<Option<String>> {
+        let len = self.i16()?;
+        if len < 0 {
+            return Some(None);
+        }
+        let len = usize::try_from(len).ok()?;
+        self.take(len).map(|b| Some(String::from_utf8_lossy(b).into_owned()))
+    }
+    /// Bytes with an i32 length (-1: null, read as empty).
+    pub(super) fn bytes(&mut self) -> Option<&[u8]> {
+        let len = self.i32()?;
+        if len < 0 {
+            return Some(&[]);
+        }
+        self.take(usize::try_from(len).ok()?)
     }
 }
 
@@ -178,8 +198,9 @@ pub fn apply_record(map: &mut OffsetMap, key: Option<&[u8]>, value: Option<&[u8]
     }
 }
 
-/// Reads `log` from its start and applies every offset commit record in it to `map`.
-pub async fn load(log: &Log<DmaDisk>, map: &mut OffsetMap) -> usize {
+/// Reads `log` from its start and applies every offset commit record in it to `map`, and every
+/// group metadata record to `groups` (the last one of each group wins; a tombstone removes it).
+pub async fn load(log: &Log<DmaDisk>, map: &mut OffsetMap, groups: &mut HashMap<String, StoredGroup>) -> usize {
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     let mut records = 0;
@@ -203,6 +224,7 @@ pub async fn load(log: &Log<DmaDisk>, map: &mut OffsetMap) -> usize {
             }
             for record in RecordIter::new(&batch[BATCH_HEADER_LEN..]).flatten() {
                 apply_record(map, record.key, record.value);
+                super::metadata::apply_record(groups, record.key, record.value);
                 records += 1;
             }
         }

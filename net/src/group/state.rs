@@ -16,8 +16,8 @@
 //! trip; when it restarts (joins again with that instance id and no member id) it takes over its old
 //! membership under a new member id, and if the group is stable and its protocols are unchanged, the
 //! group keeps its generation and assignment (no rebalance; a static leader gets `skip_assignment`).
-//! The old member id is fenced (`FENCED_INSTANCE_ID`). Not done yet: persisting group metadata,
-//! offsets retention.
+//! The old member id is fenced (`FENCED_INSTANCE_ID`), and the takeover is stored so that a restart
+//! does not bring the old id back.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -34,6 +34,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::metadata::StoredGroup;
 use super::offsets::{self, Committed, OffsetMap};
 use crate::shard::partitions::now_ms;
 use crate::shard::ShardContext;
@@ -77,20 +78,31 @@ fn text(value: &StrBytes) -> String {
 }
 
 impl Groups {
-    /// Loads the committed offsets of every `__consumer_offsets` partition this shard has open.
+    /// Loads the committed offsets and the group metadata of every `__consumer_offsets` partition
+    /// this shard has open.
     pub async fn load(&self, context: &ShardContext) {
         let Some(topic) = context.topics().get(super::OFFSETS_TOPIC).cloned() else { return };
         let mut map = OffsetMap::new();
+        let mut stored = HashMap::new();
         let mut records = 0;
         for partition in 0..topic.partitions {
             if let Some(open) = context.partitions.get(&topic.id, partition) {
-                records += offsets::load(&open.log, &mut map).await;
+                records += offsets::load(&open.log, &mut map, &mut stored).await;
             }
         }
         if records > 0 {
-            tracing::info!(shard = %context.shard.id(), records, groups = map.len(), "loaded committed offsets");
+            tracing::info!(
+                shard = %context.shard.id(),
+                records,
+                groups_with_offsets = map.len(),
+                groups = stored.len(),
+                "loaded committed offsets and groups"
+            );
         }
         *self.offsets.borrow_mut() = map;
+        let now = Instant::now();
+        *self.groups.borrow_mut() =
+            stored.into_iter().map(|(group_id, group)| (group_id, Group::restore(group, now))).collect();
     }
 
     /// Enforces session and rebalance timeouts; run every [`GROUP_TICK`].
@@ -104,6 +116,41 @@ impl Groups {
         if changed {
             self.changed.notify(usize::MAX);
         }
+    }
+
+    /// Writes the metadata of groups whose stored record is out of date (see `Group::unsaved`).
+    pub async fn save_changed(&self, context: &ShardContext) {
+        let Some(topic) = context.topics().get(super::OFFSETS_TOPIC).cloned() else { return };
+        let unsaved: Vec<(String, StoredGroup)> = self
+            .groups
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, group)| group.unsaved)
+            .map(|(group_id, group)| {
+                group.unsaved = false;
+                (group_id.clone(), group.snapshot())
+            })
+            .collect();
+        for (group_id, stored) in unsaved {
+            let place = (topic.id, super::offsets_partition(&group_id, topic.partitions));
+            if let Err(code) = self.store(context, place, &group_id, &stored).await {
+                tracing::warn!(group = group_id, code, "cannot store group metadata; retrying");
+                if let Some(group) = self.groups.borrow_mut().get_mut(&group_id) {
+                    group.unsaved = true;
+                }
+            }
+        }
+    }
+
+    /// Appends `stored` as `group_id`'s metadata record and flushes it.
+    async fn store(
+        &self,
+        context: &ShardContext,
+        place: (Uuid, i32),
+        group_id: &str,
+        stored: &StoredGroup,
+    ) -> Result<(), i16> {
+        offsets::append(context, place, super::metadata::group_batch(group_id, stored, now_ms())).await
     }
 
     fn touch(&self, group_id: &str, member_id: &str) {
@@ -134,7 +181,7 @@ impl Groups {
         context: &ShardContext,
         request: JoinGroupRequest,
         version: i16,
-        client_id: String,
+        (client_id, client_host): (String, String),
     ) -> JoinGroupResponse {
         let group_id = text(&request.group_id);
         let member_id = text(&request.member_id);
@@ -181,6 +228,8 @@ impl Groups {
                 if group.leader.as_deref() == Some(old_id.as_str()) {
                     group.leader = Some(new_id.clone());
                 }
+                // The stored record must name the new id, or a restart would bring back the fenced one.
+                group.unsaved = true;
                 self.changed.notify(usize::MAX);
                 new_id
             } else if let (Some(instance), true) = (&instance_id, member_id.is_empty()) {
@@ -228,6 +277,7 @@ impl Groups {
                         Member {
                             instance_id: instance_id.clone(),
                             client_id: client_id.clone(),
+                            client_host: client_host.clone(),
                             session_timeout,
                             rebalance_timeout,
                             protocols,
@@ -267,11 +317,12 @@ impl Groups {
         .await
     }
 
-    async fn sync(&self, context: &ShardContext, request: SyncGroupRequest) -> SyncGroupResponse {
+    async fn sync(&self, context: &ShardContext, place: (Uuid, i32), request: SyncGroupRequest) -> SyncGroupResponse {
         let group_id = text(&request.group_id);
         let member_id = text(&request.member_id);
         let generation = request.generation_id;
         let error = |code: i16| SyncGroupResponse::default().with_error_code(code);
+        let mut to_store = None;
         {
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups.get_mut(&group_id) else {
@@ -303,12 +354,39 @@ impl Groups {
                     if group.leader.as_deref() == Some(member_id.as_str()) {
                         let assignments: HashMap<String, Bytes> =
                             request.assignments.iter().map(|a| (text(&a.member_id), a.assignment.clone())).collect();
-                        for (id, member) in group.members.iter_mut() {
-                            member.assignment = assignments.get(id).cloned().unwrap_or_default();
+                        let mut stored = group.snapshot();
+                        for member in &mut stored.members {
+                            member.assignment = assignments.get(&member.member_id).cloned().unwrap_or_default();
                         }
-                        group.state = State::Stable;
-                        self.changed.notify(usize::MAX);
+                        stored.state_timestamp_ms = now_ms();
+                        to_store = Some((stored, assignments));
                     }
+                }
+            }
+        }
+        // Like Kafka, the generation's assignment is stored before anyone is told it: a coordinator
+        // restarted after the answer brings the group back Stable with it.
+        if let Some((stored, assignments)) = to_store {
+            let written = self.store(context, place, &group_id, &stored).await;
+            let mut groups = self.groups.borrow_mut();
+            if let Some(group) = groups.get_mut(&group_id) {
+                if group.generation == generation && group.state == State::CompletingRebalance {
+                    match written {
+                        Ok(()) => {
+                            for (id, member) in group.members.iter_mut() {
+                                member.assignment = assignments.get(id).cloned().unwrap_or_default();
+                            }
+                            group.enter(State::Stable);
+                            group.unsaved = false;
+                        }
+                        Err(_) => {
+                            // Everyone rejoins; the leader hears why (clients retry this code).
+                            group.prepare_rebalance();
+                            self.changed.notify(usize::MAX);
+                            return error(ResponseError::CoordinatorNotAvailable.code());
+                        }
+                    }
+                    self.changed.notify(usize::MAX);
                 }
             }
         }
@@ -514,10 +592,12 @@ impl Groups {
 pub async fn handle(context: &Rc<ShardContext>, addressed: Addressed) -> GroupReply {
     let groups = &context.groups;
     match addressed.call {
-        GroupCall::Join(request, version, client_id) => {
-            GroupReply::Join(groups.join(context, request, version, client_id).await)
+        GroupCall::Join(request, version, client_id, client_host) => {
+            GroupReply::Join(groups.join(context, request, version, (client_id, client_host)).await)
         }
-        GroupCall::Sync(request) => GroupReply::Sync(groups.sync(context, request).await),
+        GroupCall::Sync(request) => {
+            GroupReply::Sync(groups.sync(context, (addressed.topic_id, addressed.partition), request).await)
+        }
         GroupCall::Heartbeat(request) => {
             let code = groups.heartbeat(&request);
             GroupReply::Code(code)

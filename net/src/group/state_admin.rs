@@ -43,7 +43,7 @@ impl Group {
                     .with_member_id(StrBytes::from_string(id.clone()))
                     .with_group_instance_id(member.instance_id.clone().map(StrBytes::from_string))
                     .with_client_id(StrBytes::from_string(member.client_id.clone()))
-                    .with_client_host(StrBytes::default());
+                    .with_client_host(StrBytes::from_string(member.client_host.clone()));
                 if !stable {
                     return member_summary;
                 }
@@ -57,6 +57,15 @@ impl Group {
             .with_protocol_data(StrBytes::from_string(protocol))
             .with_members(members)
     }
+}
+
+/// What offsets expiry removes of one group.
+struct Expiry {
+    group_id: String,
+    /// The expired offsets.
+    partitions: Vec<(String, i32)>,
+    /// The group itself goes too (it is Empty and has no offsets left).
+    group_goes: bool,
 }
 
 /// A described group without members.
@@ -168,5 +177,67 @@ impl Groups {
             }
         }
         Ok(codes)
+    }
+
+    /// Kafka's offsets expiry (`offsets.retention.minutes`, KIP-211): the committed offsets of an
+    /// Empty group expire together, `offsets_retention` after it became empty; those of a group id
+    /// that only commits (assign() consumers) each `offsets_retention` after their commit; a group
+    /// with members keeps its offsets. An Empty group left without offsets is removed (Dead). Every
+    /// removal is a tombstone in the offsets topic, so a restart does not bring it back.
+    pub async fn expire_offsets(&self, context: &ShardContext) {
+        let Some(topic) = context.topics().get(super::super::OFFSETS_TOPIC).cloned() else { return };
+        let retention_ms = i64::try_from(context.settings.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let mut removals: Vec<Expiry> = Vec::new();
+        {
+            let mut groups = self.groups.borrow_mut();
+            let mut map = self.offsets.borrow_mut();
+            for (group_id, committed) in map.iter_mut() {
+                let empty_since = match groups.get(group_id) {
+                    Some(group) if group.state != State::Empty => continue,
+                    Some(group) => Some(group.state_timestamp_ms).filter(|ms| *ms >= 0),
+                    None => None,
+                };
+                let expired: Vec<(String, i32)> = committed
+                    .iter()
+                    .filter(|(_, offset)| {
+                        now.saturating_sub(empty_since.unwrap_or(offset.commit_timestamp)) >= retention_ms
+                    })
+                    .map(|(part, _)| part.clone())
+                    .collect();
+                for part in &expired {
+                    committed.remove(part);
+                }
+                if !expired.is_empty() {
+                    removals.push(Expiry { group_id: group_id.clone(), partitions: expired, group_goes: false });
+                }
+            }
+            map.retain(|_, committed| !committed.is_empty());
+            let dead: Vec<String> = groups
+                .iter()
+                .filter(|(group_id, group)| group.state == State::Empty && !map.contains_key(*group_id))
+                .map(|(group_id, _)| group_id.clone())
+                .collect();
+            for group_id in dead {
+                groups.remove(&group_id);
+                match removals.iter_mut().find(|removal| removal.group_id == group_id) {
+                    Some(removal) => removal.group_goes = true,
+                    None => removals.push(Expiry { group_id, partitions: Vec::new(), group_goes: true }),
+                }
+            }
+        }
+        for Expiry { group_id, partitions, group_goes: group_key } in removals {
+            let place = (topic.id, super::super::offsets_partition(&group_id, topic.partitions));
+            tracing::info!(
+                group = group_id,
+                offsets = partitions.len(),
+                removed = group_key,
+                "expired committed offsets"
+            );
+            let batch = offsets::tombstone_batch(&group_id, &partitions, group_key, now);
+            if let Err(code) = append(context, place, batch).await {
+                tracing::warn!(group = group_id, code, "cannot write tombstones for expired offsets");
+            }
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! JoinGroup (key 11), versions 0–9: decoded here, served by the shard coordinating the group
 //! ([`crate::group`]), where the call waits until the rebalance round completes.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 
@@ -18,13 +20,20 @@ const FIRST_SKIP_ASSIGNMENT_VERSION: i16 = 9;
 ///
 /// # Panics
 /// If `header` is not a JoinGroup header: dispatch sent the wrong request here.
-pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes) -> Result<Answer, HandlerError> {
+pub async fn handle(
+    context: &ShardContext,
+    header: &RequestHeader,
+    body: Bytes,
+    peer: Option<SocketAddr>,
+) -> Result<Answer, HandlerError> {
     assert_eq!(header.api_key, ApiKey::JoinGroup, "misrouted request");
     let request: JoinGroupRequest = decode_checked(header, &JOIN_GROUP, body)?;
     let member_id = request.member_id.clone();
     let group_id = request.group_id.to_string();
     let client_id = header.client_id.as_ref().map_or_else(String::new, |id| id.to_string());
-    let call = GroupCall::Join(request, header.api_version, client_id);
+    // Kafka shows a member's host as Java's `InetAddress.toString()` of the client: "/127.0.0.1".
+    let client_host = peer.map_or_else(String::new, |peer| format!("/{}", peer.ip()));
+    let call = GroupCall::Join(request, header.api_version, client_id, client_host);
     let response = match call_coordinator(context, &group_id, call).await {
         Ok(GroupReply::Join(response)) => response,
         Ok(_) => unreachable!("the coordinator answers a join with a join"),

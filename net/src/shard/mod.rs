@@ -177,8 +177,14 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
     .detach();
     let group_ticker = context.clone();
     spawn_local(async move {
+        let mut offsets_checked = Instant::now();
         while !group_ticker.shutdown.is_triggered() {
             group_ticker.groups.tick();
+            group_ticker.groups.save_changed(&group_ticker).await;
+            if offsets_checked.elapsed() >= group_ticker.settings.offsets_retention_check_interval {
+                offsets_checked = Instant::now();
+                group_ticker.groups.expire_offsets(&group_ticker).await;
+            }
             futures_lite::future::or(sleep(crate::group::state::GROUP_TICK), group_ticker.shutdown.wait()).await;
         }
     })

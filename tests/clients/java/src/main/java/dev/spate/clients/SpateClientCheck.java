@@ -47,7 +47,7 @@ import org.apache.kafka.common.utils.Utils;
  * partitioner, acks=all and idempotence on (the client's default, stated so that it is not lost:
  * it needs InitProducerId). Consumer: assign() and seekToBeginning(), no group; every record read
  * back is checked against what was acknowledged (partition, offset, key, value, headers,
- * timestamp).
+ * timestamp). Consumer groups, each member in its own JVM: {@link GroupChecks}.
  *
  * <p>Usage: {@code java -cp ... dev.spate.clients.SpateClientCheck [HOST:PORT [RECORDS]]}; the address
  * defaults to $SPATE_BOOTSTRAP. Exit status 0 when everything matched, 1 with a message otherwise.
@@ -63,7 +63,7 @@ public final class SpateClientCheck {
     private record Sent(byte[] key, byte[] value, List<Header> headers, long timestamp, int partition, long offset) {}
 
     /** A check that did not hold. */
-    private static final class CheckFailed extends RuntimeException {
+    static final class CheckFailed extends RuntimeException {
         private static final long serialVersionUID = 1L;
 
         CheckFailed(String message) {
@@ -88,12 +88,13 @@ public final class SpateClientCheck {
             error.printStackTrace();
             System.exit(1);
         }
-        System.out.printf("java: OK (kafka-clients %s; %d records over %d partitions round-tripped exactly)%n",
+        System.out.printf("java: OK (kafka-clients %s; %d records over %d partitions round-tripped exactly;"
+                        + " consumer groups: kill -9 failover, cooperative-sticky, group admin)%n",
                 org.apache.kafka.common.utils.AppInfoParser.getVersion(), records, PARTITIONS);
         System.exit(0);
     }
 
-    private static void check(boolean condition, String message) {
+    static void check(boolean condition, String message) {
         if (!condition) {
             throw new CheckFailed(message);
         }
@@ -168,6 +169,8 @@ public final class SpateClientCheck {
                         "admin listOffsets(maxTimestamp) " + tp + " = " + maxes.get(tp) + ", want offset "
                                 + last.offset() + " timestamp " + last.timestamp());
             }
+
+            GroupChecks.run(bootstrap, admin, node);
         }
     }
 
