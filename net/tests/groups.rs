@@ -225,3 +225,39 @@ fn a_restarted_static_member_takes_over_without_a_rebalance() {
     assert_eq!(left.members[0].member_id.to_string(), new_id);
     assert_eq!(restarted.heartbeat(group, 1, &new_id), UNKNOWN_MEMBER_ID);
 }
+
+#[test]
+fn forty_members_join_and_sync_through_both_shards() {
+    // Connections land on either shard (SO_REUSEPORT); those on the other shard than the group's
+    // coordinator are parked there and woken, the rest wait in place. Every member must end up in
+    // one generation with its own share.
+    let broker = Broker::start(&["--cores", "2"]);
+    let group = "forty";
+    let port = broker.port;
+    let members: Vec<_> = (0..40)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect_port(port);
+                let joined = client.join_new(group, &["range"]);
+                let id = joined.member_id.to_string();
+                let assignments: Vec<(String, String)> = joined
+                    .members
+                    .iter()
+                    .map(|m| (m.member_id.to_string(), format!("share-{}", m.member_id)))
+                    .collect();
+                let borrowed: Vec<(&str, &str)> = assignments.iter().map(|(m, a)| (m.as_str(), a.as_str())).collect();
+                let synced = client.sync(group, joined.generation_id, &id, &borrowed);
+                (id, joined.generation_id, joined.leader.to_string(), joined.members.len(), synced)
+            })
+        })
+        .collect();
+    let results: Vec<_> = members.into_iter().map(|m| m.join().unwrap()).collect();
+    let generation = results[0].1;
+    let leader = results[0].2.clone();
+    for (id, member_generation, member_leader, listed, synced) in &results {
+        assert_eq!((*member_generation, member_leader), (generation, &leader), "{id}");
+        assert_eq!(*listed, if *id == leader { 40 } else { 0 });
+        assert_eq!(synced.error_code, 0, "{id}");
+        assert_eq!(synced.assignment, Bytes::from(format!("share-{id}")));
+    }
+}

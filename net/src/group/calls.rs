@@ -7,6 +7,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
     HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, SyncGroupRequest, SyncGroupResponse,
 };
+use spate_core::runtime::ShardId;
 use uuid::Uuid;
 
 use super::offsets::Committed;
@@ -21,15 +22,43 @@ pub struct Addressed {
     pub call: GroupCall,
 }
 
+/// A waiting call on another shard: that shard and its waiter id (woken with `ShardRequest::Wake`).
+pub type Waiter = (ShardId, u64);
+
+/// A JoinGroup or SyncGroup from another shard whose answer is not ready. Rather than hold one of
+/// the coordinating shard's cross-shard call slots for a whole rebalance (members joining through
+/// other shards would soon take them all, and with them every other call to that shard), the
+/// coordinator answers [`GroupReply::Pending`] at once, wakes `waiter` when the answer is ready, and
+/// the caller collects it with [`GroupCall::Collect`].
+#[derive(Debug, Clone)]
+pub struct Parked {
+    pub waiter: Waiter,
+    pub group_id: String,
+    pub member_id: String,
+    pub kind: ParkedKind,
+}
+
+/// What a parked call waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkedKind {
+    /// The end of the member's rebalance round.
+    Join,
+    /// The assignment of `generation`.
+    Sync { generation: i32 },
+}
+
 /// One partition's commit: topic, partition, what to store.
 pub type CommitPart = (String, i32, Committed);
 
 /// A group request, decoded by the handler on the connection's shard.
 pub enum GroupCall {
-    /// JoinGroup at `version`, from `client_id` at `client_host`.
-    Join(JoinGroupRequest, i16, String, String),
-    /// SyncGroup.
-    Sync(SyncGroupRequest),
+    /// JoinGroup at `version`, from `client_id` at `client_host`; from another shard, the waiter to
+    /// wake instead of waiting there (see [`Parked`]).
+    Join(JoinGroupRequest, i16, String, String, Option<Waiter>),
+    /// SyncGroup; the waiter as for `Join`.
+    Sync(SyncGroupRequest, Option<Waiter>),
+    /// Collect the answer of a parked JoinGroup or SyncGroup (its waiter was woken).
+    Collect(Parked),
     /// Heartbeat.
     Heartbeat(HeartbeatRequest),
     /// LeaveGroup at `version`.
@@ -68,4 +97,6 @@ pub enum GroupReply {
     Describe(DescribedGroup),
     /// OffsetDelete: one error code per partition (or a group-level error).
     OffsetDelete(Result<Vec<i16>, i16>),
+    /// A JoinGroup or SyncGroup from another shard is parked: collect it once woken.
+    Pending(Parked),
 }

@@ -100,14 +100,57 @@ pub async fn coordinator_shard(context: &ShardContext, group_id: &str) -> Result
     Ok((context.owner(&topic_id, partition), topic_id, partition))
 }
 
+/// How often a parked JoinGroup or SyncGroup asks again without being woken: only a lost wake
+/// (the coordinator's shard stopping) makes this matter.
+const PARKED_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sends `call` to the shard coordinating `group_id`. `Err`: an error code for every part of the
-/// answer (COORDINATOR_NOT_AVAILABLE).
+/// answer (COORDINATOR_NOT_AVAILABLE). A JoinGroup or SyncGroup for another shard is parked there
+/// ([`calls::Parked`]): this shard waits for the wake and collects the answer.
 pub async fn call_coordinator(context: &ShardContext, group_id: &str, call: GroupCall) -> Result<GroupReply, i16> {
     let (shard, topic_id, partition) = coordinator_shard(context, group_id).await?;
-    let request = ShardRequest::Group(Box::new(state::Addressed { topic_id, partition, call }));
-    match context.call(shard, request).await {
-        Ok(ShardReply::Group(reply)) => Ok(*reply),
-        _ => Err(ResponseError::CoordinatorNotAvailable.code()),
+    let send = |call: GroupCall| async move {
+        let request = ShardRequest::Group(Box::new(state::Addressed { topic_id, partition, call }));
+        match context.call(shard, request).await {
+            Ok(ShardReply::Group(reply)) => Ok(*reply),
+            _ => Err(ResponseError::CoordinatorNotAvailable.code()),
+        }
+    };
+    if shard == context.shard.id() {
+        return send(call).await;
+    }
+    let guard = context.waiters.register();
+    let waiter = (context.shard.id(), guard.id);
+    let mut call = match call {
+        GroupCall::Join(request, version, client_id, client_host, _) => {
+            GroupCall::Join(request, version, client_id, client_host, Some(waiter))
+        }
+        GroupCall::Sync(request, _) => GroupCall::Sync(request, Some(waiter)),
+        other => return send(other).await,
+    };
+    loop {
+        match send(call).await? {
+            GroupReply::Pending(parked) => {
+                let woken = async {
+                    guard.waiter.wait().await;
+                    true
+                };
+                let timeout = async {
+                    spate_core::runtime::sleep(PARKED_POLL_INTERVAL).await;
+                    true
+                };
+                let stopping = async {
+                    context.shutdown.wait().await;
+                    false
+                };
+                if !futures_lite::future::or(futures_lite::future::or(woken, timeout), stopping).await {
+                    return Err(ResponseError::CoordinatorNotAvailable.code());
+                }
+                guard.waiter.reset();
+                call = GroupCall::Collect(parked);
+            }
+            reply => return Ok(reply),
+        }
     }
 }
 

@@ -36,6 +36,7 @@ use uuid::Uuid;
 
 use super::metadata::StoredGroup;
 use super::offsets::{self, Committed, OffsetMap};
+use crate::shard::messages::ShardRequest;
 use crate::shard::partitions::now_ms;
 use crate::shard::ShardContext;
 
@@ -50,7 +51,7 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// How often timeouts are checked.
 pub const GROUP_TICK: Duration = Duration::from_millis(50);
 
-pub use super::calls::{Addressed, CommitPart, GroupCall, GroupReply};
+pub use super::calls::{Addressed, CommitPart, GroupCall, GroupReply, Parked, ParkedKind, Waiter};
 
 #[path = "state_admin.rs"]
 mod admin;
@@ -64,6 +65,8 @@ pub struct Groups {
     groups: RefCell<HashMap<String, Group>>,
     offsets: RefCell<OffsetMap>,
     changed: Event,
+    /// Calls from other shards waiting for their answers (see [`Parked`]).
+    parked: RefCell<Vec<Parked>>,
 }
 
 fn join_error(code: i16, member_id: &str) -> JoinGroupResponse {
@@ -159,20 +162,118 @@ impl Groups {
         }
     }
 
-    /// Waits until `check` gives an answer, the shard shuts down (`on_shutdown`), or forever.
-    async fn wait_for<T>(&self, context: &ShardContext, mut check: impl FnMut() -> Option<T>, on_shutdown: T) -> T {
+    /// Waits until `check` gives an answer, the shard shuts down (`on_shutdown`), or forever; or,
+    /// for a call from another shard (`park`), answers at once if it can and parks it otherwise.
+    async fn wait_or_park<T>(
+        &self,
+        context: &ShardContext,
+        mut check: impl FnMut() -> Option<T>,
+        on_shutdown: T,
+        park: Option<Parked>,
+    ) -> Result<T, Parked> {
+        if let Some(parked) = park {
+            return match check() {
+                Some(answer) => Ok(answer),
+                None => {
+                    self.parked.borrow_mut().push(parked.clone());
+                    Err(parked)
+                }
+            };
+        }
         loop {
             if let Some(answer) = check() {
-                return answer;
+                return Ok(answer);
             }
             let listener = self.changed.listen();
             if let Some(answer) = check() {
-                return answer;
+                return Ok(answer);
             }
             if context.shutdown.is_triggered() {
-                return on_shutdown;
+                return Ok(on_shutdown);
             }
             futures_lite::future::or(listener, context.shutdown.wait()).await;
+        }
+    }
+
+    /// The JoinGroup answer of `member_id` once its round completed (UNKNOWN_MEMBER_ID once it is gone).
+    fn take_join_outcome(&self, group_id: &str, member_id: &str) -> Option<JoinGroupResponse> {
+        let mut groups = self.groups.borrow_mut();
+        let Some(member) = groups.get_mut(group_id).and_then(|g| g.members.get_mut(member_id)) else {
+            return Some(join_error(ResponseError::UnknownMemberId.code(), member_id));
+        };
+        member.join_result.take()
+    }
+
+    /// The SyncGroup answer of `member_id` for `generation`, once there is one: its assignment when
+    /// the group is Stable, or the error that ends its wait.
+    fn sync_outcome(&self, group_id: &str, member_id: &str, generation: i32) -> Option<SyncGroupResponse> {
+        let error = |code: i16| SyncGroupResponse::default().with_error_code(code);
+        let groups = self.groups.borrow();
+        let Some(group) = groups.get(group_id) else { return Some(error(ResponseError::UnknownMemberId.code())) };
+        let Some(member) = group.members.get(member_id) else {
+            return Some(error(ResponseError::UnknownMemberId.code()));
+        };
+        if group.generation != generation || group.state == State::PreparingRebalance {
+            return Some(error(ResponseError::RebalanceInProgress.code()));
+        }
+        (group.state == State::Stable).then(|| {
+            SyncGroupResponse::default()
+                .with_protocol_type(group.protocol_type.clone().map(StrBytes::from_string))
+                .with_protocol_name(group.protocol.clone().map(StrBytes::from_string))
+                .with_assignment(member.assignment.clone())
+        })
+    }
+
+    /// Answers a parked call whose waiter was woken, or parks it again.
+    fn collect(&self, parked: Parked) -> GroupReply {
+        let reply = match parked.kind {
+            ParkedKind::Join => self.take_join_outcome(&parked.group_id, &parked.member_id).map(GroupReply::Join),
+            ParkedKind::Sync { generation } => {
+                let outcome = self.sync_outcome(&parked.group_id, &parked.member_id, generation);
+                if outcome.is_some() {
+                    self.touch(&parked.group_id, &parked.member_id);
+                }
+                outcome.map(GroupReply::Sync)
+            }
+        };
+        reply.unwrap_or_else(|| {
+            self.parked.borrow_mut().push(parked.clone());
+            GroupReply::Pending(parked)
+        })
+    }
+
+    /// Wakes the parked calls whose answers are ready, whenever the groups change; runs for the
+    /// shard's lifetime.
+    pub async fn wake_parked(&self, context: &Rc<ShardContext>) {
+        while !context.shutdown.is_triggered() {
+            let listener = self.changed.listen();
+            let ready: Vec<Parked> = {
+                let mut parked = self.parked.borrow_mut();
+                let (ready, waiting) = parked.drain(..).partition(|call| self.is_ready(call));
+                *parked = waiting;
+                ready
+            };
+            for call in ready {
+                let context = context.clone();
+                spate_core::runtime::spawn_local(async move {
+                    let _ = context.call(call.waiter.0, ShardRequest::Wake(call.waiter.1)).await;
+                })
+                .detach();
+            }
+            futures_lite::future::or(listener, context.shutdown.wait()).await;
+        }
+    }
+
+    /// Whether a parked call has its answer (without taking it).
+    fn is_ready(&self, call: &Parked) -> bool {
+        match call.kind {
+            ParkedKind::Join => self
+                .groups
+                .borrow()
+                .get(&call.group_id)
+                .and_then(|group| group.members.get(&call.member_id))
+                .is_none_or(|member| member.join_result.is_some()),
+            ParkedKind::Sync { generation } => self.sync_outcome(&call.group_id, &call.member_id, generation).is_some(),
         }
     }
 
@@ -182,14 +283,15 @@ impl Groups {
         request: JoinGroupRequest,
         version: i16,
         (client_id, client_host): (String, String),
-    ) -> JoinGroupResponse {
+        waiter: Option<Waiter>,
+    ) -> Result<JoinGroupResponse, Parked> {
         let group_id = text(&request.group_id);
         let member_id = text(&request.member_id);
         if group_id.is_empty() {
-            return join_error(ResponseError::InvalidGroupId.code(), &member_id);
+            return Ok(join_error(ResponseError::InvalidGroupId.code(), &member_id));
         }
         if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&request.session_timeout_ms) {
-            return join_error(ResponseError::InvalidSessionTimeout.code(), &member_id);
+            return Ok(join_error(ResponseError::InvalidSessionTimeout.code(), &member_id));
         }
         let protocol_type = text(&request.protocol_type);
         let protocols: Vec<(String, Bytes)> =
@@ -205,14 +307,14 @@ impl Groups {
             let mut groups = self.groups.borrow_mut();
             let group = groups.entry(group_id.clone()).or_insert_with(Group::new);
             if !group.supports(&protocol_type, &protocols) {
-                return join_error(ResponseError::InconsistentGroupProtocol.code(), &member_id);
+                return Ok(join_error(ResponseError::InconsistentGroupProtocol.code(), &member_id));
             }
             let now = Instant::now();
             let instance_id = request.group_instance_id.as_ref().map(text).filter(|_| version >= 5);
             let static_owner = instance_id.as_deref().and_then(|instance| group.static_member(instance));
             if let (Some(owner), false) = (&static_owner, member_id.is_empty()) {
                 if *owner != member_id {
-                    return join_error(ResponseError::FencedInstanceId.code(), &member_id);
+                    return Ok(join_error(ResponseError::FencedInstanceId.code(), &member_id));
                 }
             }
             let id = if let (Some(instance), Some(old_id), true) = (&instance_id, &static_owner, member_id.is_empty()) {
@@ -239,13 +341,13 @@ impl Groups {
                 let new_id = format!("{client_id}-{}", crate::shard::topics::new_topic_id());
                 if version >= 4 {
                     group.pending.insert(new_id.clone(), now + session_timeout);
-                    return join_error(ResponseError::MemberIdRequired.code(), &new_id);
+                    return Ok(join_error(ResponseError::MemberIdRequired.code(), &new_id));
                 }
                 new_id
             } else if group.pending.remove(&member_id).is_some() || group.members.contains_key(&member_id) {
                 member_id.clone()
             } else {
-                return join_error(ResponseError::UnknownMemberId.code(), &member_id);
+                return Ok(join_error(ResponseError::UnknownMemberId.code(), &member_id));
             };
             let is_leader = group.leader.as_deref() == Some(id.as_str());
             // A follower rejoining with the same metadata while nothing changes: answer with the
@@ -265,7 +367,7 @@ impl Groups {
                         let everyone = if is_leader { group.everyone(&protocol) } else { Vec::new() };
                         // A static leader that took over its membership keeps the assignment it made.
                         let skip = is_leader && takeover;
-                        return group.response_for(&id, &leader, &protocol, &everyone).with_skip_assignment(skip);
+                        return Ok(group.response_for(&id, &leader, &protocol, &everyone).with_skip_assignment(skip));
                     }
                     member.protocols = protocols;
                 }
@@ -303,21 +405,22 @@ impl Groups {
         };
         self.changed.notify(usize::MAX);
         let unavailable = join_error(ResponseError::CoordinatorNotAvailable.code(), &id);
-        self.wait_for(
-            context,
-            || {
-                let mut groups = self.groups.borrow_mut();
-                let Some(member) = groups.get_mut(&group_id).and_then(|g| g.members.get_mut(&id)) else {
-                    return Some(join_error(ResponseError::UnknownMemberId.code(), &id));
-                };
-                member.join_result.take()
-            },
-            unavailable,
-        )
-        .await
+        let park = waiter.map(|waiter| Parked {
+            waiter,
+            group_id: group_id.clone(),
+            member_id: id.clone(),
+            kind: ParkedKind::Join,
+        });
+        self.wait_or_park(context, || self.take_join_outcome(&group_id, &id), unavailable, park).await
     }
 
-    async fn sync(&self, context: &ShardContext, place: (Uuid, i32), request: SyncGroupRequest) -> SyncGroupResponse {
+    async fn sync(
+        &self,
+        context: &ShardContext,
+        place: (Uuid, i32),
+        request: SyncGroupRequest,
+        waiter: Option<Waiter>,
+    ) -> Result<SyncGroupResponse, Parked> {
         let group_id = text(&request.group_id);
         let member_id = text(&request.member_id);
         let generation = request.generation_id;
@@ -326,29 +429,31 @@ impl Groups {
         {
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups.get_mut(&group_id) else {
-                return error(ResponseError::UnknownMemberId.code());
+                return Ok(error(ResponseError::UnknownMemberId.code()));
             };
             if group.fenced(request.group_instance_id.as_ref(), &member_id) {
-                return error(ResponseError::FencedInstanceId.code());
+                return Ok(error(ResponseError::FencedInstanceId.code()));
             }
             if !group.members.contains_key(&member_id) {
-                return error(ResponseError::UnknownMemberId.code());
+                return Ok(error(ResponseError::UnknownMemberId.code()));
             }
             if generation != group.generation {
-                return error(ResponseError::IllegalGeneration.code());
+                return Ok(error(ResponseError::IllegalGeneration.code()));
             }
             let type_mismatch =
                 request.protocol_type.as_ref().is_some_and(|t| group.protocol_type.as_deref() != Some(t.as_str()));
             let name_mismatch =
                 request.protocol_name.as_ref().is_some_and(|n| group.protocol.as_deref() != Some(n.as_str()));
             if type_mismatch || name_mismatch {
-                return error(ResponseError::InconsistentGroupProtocol.code());
+                return Ok(error(ResponseError::InconsistentGroupProtocol.code()));
             }
             if let Some(member) = group.members.get_mut(&member_id) {
                 member.last_seen = Instant::now();
             }
             match group.state {
-                State::PreparingRebalance | State::Empty => return error(ResponseError::RebalanceInProgress.code()),
+                State::PreparingRebalance | State::Empty => {
+                    return Ok(error(ResponseError::RebalanceInProgress.code()))
+                }
                 State::Stable => {}
                 State::CompletingRebalance => {
                     if group.leader.as_deref() == Some(member_id.as_str()) {
@@ -383,41 +488,22 @@ impl Groups {
                             // Everyone rejoins; the leader hears why (clients retry this code).
                             group.prepare_rebalance();
                             self.changed.notify(usize::MAX);
-                            return error(ResponseError::CoordinatorNotAvailable.code());
+                            return Ok(error(ResponseError::CoordinatorNotAvailable.code()));
                         }
                     }
                     self.changed.notify(usize::MAX);
                 }
             }
         }
-        let answer = || {
-            let groups = self.groups.borrow();
-            let group = groups.get(&group_id)?;
-            let Some(member) = group.members.get(&member_id) else {
-                return Some(error(ResponseError::UnknownMemberId.code()));
-            };
-            if group.generation != generation || group.state == State::PreparingRebalance {
-                return Some(error(ResponseError::RebalanceInProgress.code()));
-            }
-            (group.state == State::Stable).then(|| {
-                SyncGroupResponse::default()
-                    .with_protocol_type(group.protocol_type.clone().map(StrBytes::from_string))
-                    .with_protocol_name(group.protocol.clone().map(StrBytes::from_string))
-                    .with_assignment(member.assignment.clone())
-            })
-        };
+        let park = waiter.map(|waiter| Parked {
+            waiter,
+            group_id: group_id.clone(),
+            member_id: member_id.clone(),
+            kind: ParkedKind::Sync { generation },
+        });
+        let unavailable = error(ResponseError::CoordinatorNotAvailable.code());
         let response = self
-            .wait_for(
-                context,
-                || match answer() {
-                    Some(response) => Some(response),
-                    None if !self.groups.borrow().contains_key(&group_id) => {
-                        Some(error(ResponseError::UnknownMemberId.code()))
-                    }
-                    None => None,
-                },
-                error(ResponseError::CoordinatorNotAvailable.code()),
-            )
+            .wait_or_park(context, || self.sync_outcome(&group_id, &member_id, generation), unavailable, park)
             .await;
         self.touch(&group_id, &member_id);
         response
@@ -592,12 +678,20 @@ impl Groups {
 pub async fn handle(context: &Rc<ShardContext>, addressed: Addressed) -> GroupReply {
     let groups = &context.groups;
     match addressed.call {
-        GroupCall::Join(request, version, client_id, client_host) => {
-            GroupReply::Join(groups.join(context, request, version, (client_id, client_host)).await)
+        GroupCall::Join(request, version, client_id, client_host, waiter) => {
+            match groups.join(context, request, version, (client_id, client_host), waiter).await {
+                Ok(response) => GroupReply::Join(response),
+                Err(parked) => GroupReply::Pending(parked),
+            }
         }
-        GroupCall::Sync(request) => {
-            GroupReply::Sync(groups.sync(context, (addressed.topic_id, addressed.partition), request).await)
+        GroupCall::Sync(request, waiter) => {
+            let place = (addressed.topic_id, addressed.partition);
+            match groups.sync(context, place, request, waiter).await {
+                Ok(response) => GroupReply::Sync(response),
+                Err(parked) => GroupReply::Pending(parked),
+            }
         }
+        GroupCall::Collect(parked) => groups.collect(parked),
         GroupCall::Heartbeat(request) => {
             let code = groups.heartbeat(&request);
             GroupReply::Code(code)

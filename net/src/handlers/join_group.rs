@@ -33,7 +33,7 @@ pub async fn handle(
     let client_id = header.client_id.as_ref().map_or_else(String::new, |id| id.to_string());
     // Kafka shows a member's host as Java's `InetAddress.toString()` of the client: "/127.0.0.1".
     let client_host = peer.map_or_else(String::new, |peer| format!("/{}", peer.ip()));
-    let call = GroupCall::Join(request, header.api_version, client_id, client_host);
+    let call = GroupCall::Join(request, header.api_version, client_id, client_host, None);
     let response = match call_coordinator(context, &group_id, call).await {
         Ok(GroupReply::Join(response)) => response,
         Ok(_) => unreachable!("the coordinator answers a join with a join"),

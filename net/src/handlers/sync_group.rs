@@ -19,7 +19,7 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
     assert_eq!(header.api_key, ApiKey::SyncGroup, "misrouted request");
     let request: SyncGroupRequest = decode_checked(header, &SYNC_GROUP, body)?;
     let group_id = request.group_id.to_string();
-    let response = match call_coordinator(context, &group_id, GroupCall::Sync(request)).await {
+    let response = match call_coordinator(context, &group_id, GroupCall::Sync(request, None)).await {
         Ok(GroupReply::Sync(response)) => response,
         Ok(_) => unreachable!("the coordinator answers a sync with a sync"),
         Err(code) => SyncGroupResponse::default().with_error_code(code),

@@ -8,21 +8,21 @@
 //! | `Produce` | Produce handler | partition owners | append, wait for the durability asked |
 //! | `Fetch` | Fetch handler | partition owners | read from the logs, no waiting |
 //! | `Watch` | Fetch handler (long poll) | partition owners | arm a bounded watch, answer at once |
-//! | `Wake` | an owner's watch | the fetching shard | wake a waiting fetch |
+//! | `Wake` | an owner's watch; a group coordinator | the fetching shard; a parked group call's shard | wake a waiting fetch or parked JoinGroup/SyncGroup |
 //! | `ListOffsets` | ListOffsets handler | partition owners | offsets by position or timestamp |
 //! | `Controller` | admin handlers (DeleteTopics, CreatePartitions, configs, InitProducerId) | shard 0 | the controller's other mutations |
 //! | `DeleteRecords` | DeleteRecords handler | partition owners | move log start offsets |
 //! | `LogSizes` | DescribeLogDirs handler | partition owners | each log's size in bytes |
-//! | `Group` | group handlers (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, DeleteGroups, OffsetDelete; ListGroups to every coordinating shard) | the group's coordinating shard | group membership and committed offsets (JoinGroup and SyncGroup wait there for the rebalance) |
+//! | `Group` | group handlers (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, DeleteGroups, OffsetDelete; ListGroups to every coordinating shard) | the group's coordinating shard | group membership and committed offsets (JoinGroup and SyncGroup from other shards are parked there, see `Wake`) |
 //! | `Drained` | every shard at shutdown | shard 0 | barrier before logs are closed |
 //!
 //! Requests that touch logs or the controller run as detached tasks ([`spawn_detached`]): a call a
 //! shard makes to itself runs in the caller's future, and a caller dropped halfway (its client
 //! disconnected) must not cut an append or a topic creation short. No handler here waits on another
 //! shard except the controller's broadcasts (to handlers that do only local work) and the barrier, so
-//! calls cannot deadlock in cycles, and no handler waits for a client's long poll (see `Watch`) —
-//! except `Group`: a JoinGroup or SyncGroup waits on the coordinating shard for its rebalance round
-//! (bounded by the rebalance and session timeouts, and by shutdown), holding one call slot meanwhile.
+//! calls cannot deadlock in cycles, and no handler waits for a client's long poll (see `Watch`, and
+//! for a JoinGroup or SyncGroup waiting for its rebalance round, `group::calls::Parked`: the
+//! coordinator answers `Pending` at once and sends `Wake` when the answer is ready).
 
 use std::rc::Rc;
 

@@ -175,6 +175,8 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
         }
     })
     .detach();
+    let group_waker = context.clone();
+    spawn_local(async move { group_waker.groups.wake_parked(&group_waker).await }).detach();
     let group_ticker = context.clone();
     spawn_local(async move {
         let mut offsets_checked = Instant::now();
@@ -226,7 +228,7 @@ pub struct Waiters {
     waiting: RefCell<HashMap<u64, Rc<Waiter>>>,
 }
 
-/// One waiting fetch.
+/// One waiting fetch, or parked group call.
 #[derive(Default)]
 pub struct Waiter {
     woken: Cell<bool>,
@@ -234,6 +236,11 @@ pub struct Waiter {
 }
 
 impl Waiter {
+    /// Forgets a wake, to wait for the next one.
+    pub fn reset(&self) {
+        self.woken.set(false);
+    }
+
     /// Resolves once woken (at once if it already was).
     pub async fn wait(&self) {
         while !self.woken.get() {

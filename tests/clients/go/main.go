@@ -3,7 +3,7 @@
 // It creates a topic (kadm), produces records synchronously with the client's defaults (idempotent,
 // acks=all) and once per compression codec, consumes them back by direct partition consumption (no
 // group), and checks every key, value, header, timestamp and offset. Exit status 0 when everything
-// matched, 1 with a message otherwise.
+// matched, 1 with a message otherwise. Consumer groups: groups.go.
 //
 // Usage: spate-franz [-bootstrap 127.0.0.1:9092] [-records 2000]   (or SPATE_BOOTSTRAP)
 package main
@@ -45,7 +45,7 @@ func main() {
 	if err := run(ctx, *bootstrap, *records); err != nil {
 		fail(err.Error())
 	}
-	fmt.Printf("franz-go: OK (%d records over %d partitions, every codec, round-tripped exactly)\n", *records, partitions)
+	fmt.Printf("franz-go: OK (%d records over %d partitions, every codec, round-tripped exactly; consumer group handover)\n", *records, partitions)
 }
 
 func fail(message string) {
@@ -83,7 +83,7 @@ func run(ctx context.Context, bootstrap string, total int) error {
 			return fmt.Errorf("CreateTopics %s answered %d partitions, want %d", result.Topic, result.NumPartitions, partitions)
 		}
 	}
-	if err := waitForLeaders(ctx, adm, topic); err != nil {
+	if err := waitForLeaders(ctx, adm, topic, partitions); err != nil {
 		return err
 	}
 
@@ -211,6 +211,9 @@ func run(ctx context.Context, bootstrap string, total int) error {
 	if err := consumeAndCheck(ctx, bootstrap, topic, all, byPartition); err != nil {
 		return err
 	}
+	if err := runGroups(ctx, bootstrap, adm); err != nil {
+		return fmt.Errorf("groups: %w", err)
+	}
 	if len(idempotent) == len(codecs) {
 		fmt.Printf("franz-go: idempotent producers (InitProducerId gave ids %v)\n", idempotent)
 	} else {
@@ -294,13 +297,13 @@ func consumeAndCheck(ctx context.Context, bootstrap, topic string, all []*sent, 
 	return nil
 }
 
-// waitForLeaders polls Metadata (bounded by ctx) until every partition of topic has a leader.
-func waitForLeaders(ctx context.Context, adm *kadm.Client, topic string) error {
+// waitForLeaders polls Metadata (bounded by ctx) until each of the count partitions of topic has a leader.
+func waitForLeaders(ctx context.Context, adm *kadm.Client, topic string, count int) error {
 	for attempt := 0; attempt < 200; attempt++ {
 		details, err := adm.ListTopics(ctx, topic)
 		if err == nil {
 			d, ok := details[topic]
-			if ok && d.Err == nil && len(d.Partitions) == partitions {
+			if ok && d.Err == nil && len(d.Partitions) == count {
 				ready := true
 				for _, p := range d.Partitions {
 					if p.Err != nil || p.Leader < 0 {

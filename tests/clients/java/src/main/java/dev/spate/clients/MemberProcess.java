@@ -49,6 +49,7 @@ final class MemberProcess implements AutoCloseable {
     private final List<Consumed> consumed = new ArrayList<>();
     private final Map<Integer, Long> committed = new HashMap<>();
     private final List<String> problems = new ArrayList<>();
+    private int commitsDeferred;
     private final Deque<String> stderrTail = new ArrayDeque<>();
     private int generation = -1;
     private String memberId = "";
@@ -123,6 +124,11 @@ final class MemberProcess implements AutoCloseable {
     /** Partition → the offset of its last successful commit (the next offset to read). */
     synchronized Map<Integer, Long> committed() {
         return new HashMap<>(committed);
+    }
+
+    /** Commits the client refused with RebalanceInProgressException (kept pending, committed later). */
+    synchronized int commitsDeferred() {
+        return commitsDeferred;
     }
 
     synchronized List<String> problems() {
@@ -206,7 +212,16 @@ final class MemberProcess implements AutoCloseable {
                         committed.merge(Integer.parseInt(kv[0]), Long.parseLong(kv[1]), Math::max);
                     }
                 }
-                case "COMMITFAIL", "ERROR" -> problems.add(line);
+                // The client refuses to commit while it rejoins (cooperative rebalancing goes on consuming
+                // meanwhile): the offsets stay pending and go with the next commit. Anything else is a problem.
+                case "COMMITFAIL" -> {
+                    if (f.length > 2 && f[2].startsWith("org.apache.kafka.common.errors.RebalanceInProgressException")) {
+                        commitsDeferred++;
+                    } else {
+                        problems.add(line);
+                    }
+                }
+                case "ERROR" -> problems.add(line);
                 case "CLOSED" -> closed = true;
                 default -> problems.add("unparsed: " + line);
             }
