@@ -75,11 +75,22 @@ pub fn batch_records<'a>(
 
 /// Compresses a records section as the Java producer would. `Compression::None` returns a copy.
 pub fn compress_records(compression: Compression, raw: &[u8]) -> Result<Vec<u8>, ErrorCode> {
+    compress_records_at(compression, raw, None)
+}
+
+/// Like [`compress_records`], at `level` (Kafka's `compression.<codec>.level`; `None`: the codec's
+/// default). gzip takes 1–9 and zstd its own range; lz4 has one level here (lz4_flex has no
+/// high-compression mode), and snappy none.
+pub fn compress_records_at(compression: Compression, raw: &[u8], level: Option<i32>) -> Result<Vec<u8>, ErrorCode> {
     let failed = |_| ErrorCode::UnknownServerError;
     match compression {
         Compression::None => Ok(raw.to_vec()),
         Compression::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let gzip_level = match level {
+                Some(level @ 1..=9) => flate2::Compression::new(level as u32),
+                _ => flate2::Compression::default(),
+            };
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), gzip_level);
             encoder.write_all(raw).map_err(failed)?;
             encoder.finish().map_err(failed)
         }
@@ -92,7 +103,7 @@ pub fn compress_records(compression: Compression, raw: &[u8]) -> Result<Vec<u8>,
             encoder.write_all(raw).map_err(failed)?;
             encoder.finish().map_err(|_| ErrorCode::UnknownServerError)
         }
-        Compression::Zstd => zstd::stream::encode_all(raw, ZSTD_LEVEL).map_err(failed),
+        Compression::Zstd => zstd::stream::encode_all(raw, level.unwrap_or(ZSTD_LEVEL)).map_err(failed),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod compression;
 pub mod error;
 pub mod record;
+pub mod rewrite;
 pub mod topic_config;
 pub mod varint;
 

@@ -34,6 +34,12 @@ pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 /// `compression.type`.
 pub const COMPRESSION_TYPE: &str = "compression.type";
+/// `compression.gzip.level` (KIP-390): 1–9, or -1 for the codec's default.
+pub const COMPRESSION_GZIP_LEVEL: &str = "compression.gzip.level";
+/// `compression.lz4.level`: 1–17. Validated and stored; lz4_flex has a single (fast) level.
+pub const COMPRESSION_LZ4_LEVEL: &str = "compression.lz4.level";
+/// `compression.zstd.level`: -131072–22.
+pub const COMPRESSION_ZSTD_LEVEL: &str = "compression.zstd.level";
 /// `min.insync.replicas`.
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 /// `flush.messages`.
@@ -49,9 +55,12 @@ pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
 pub const ACKS_ALL_FLUSH: &str = "spate.acks.all.flush";
 
 /// Every key a topic config may set, in the order Spate lists them.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 16] = [
     CLEANUP_POLICY,
+    COMPRESSION_GZIP_LEVEL,
+    COMPRESSION_LZ4_LEVEL,
     COMPRESSION_TYPE,
+    COMPRESSION_ZSTD_LEVEL,
     FLUSH_MESSAGES,
     FLUSH_MS,
     INDEX_INTERVAL_BYTES,
@@ -66,9 +75,8 @@ pub const KEYS: [&str; 13] = [
 ];
 
 /// Keys whose values are validated and stored but whose behaviour Spate does not implement yet:
-/// `compression.type` other than `producer` (batches are stored as the producer compressed them) and
 /// `cleanup.policy=compact` (no compaction: compact-only topics keep everything).
-pub const NOT_YET_ENFORCED: [&str; 2] = [COMPRESSION_TYPE, CLEANUP_POLICY];
+pub const NOT_YET_ENFORCED: [&str; 1] = [CLEANUP_POLICY];
 
 /// Kafka's "unset" value of `flush.messages` and `flush.ms` (Long.MAX_VALUE).
 pub const FLUSH_UNSET: i64 = i64::MAX;
@@ -112,6 +120,19 @@ pub enum CompressionType {
 }
 
 impl CompressionType {
+    /// The codec batches are stored in; `None`: the producer's.
+    pub fn codec(self) -> Option<crate::batch::Compression> {
+        use crate::batch::Compression;
+        match self {
+            CompressionType::Producer => None,
+            CompressionType::Uncompressed => Some(Compression::None),
+            CompressionType::Gzip => Some(Compression::Gzip),
+            CompressionType::Snappy => Some(Compression::Snappy),
+            CompressionType::Lz4 => Some(Compression::Lz4),
+            CompressionType::Zstd => Some(Compression::Zstd),
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             CompressionType::Producer => "producer",
@@ -135,6 +156,10 @@ pub struct TopicConfig {
     pub max_message_bytes: i32,
     pub message_timestamp_type: TimestampType,
     pub compression_type: CompressionType,
+    /// `compression.gzip.level`; -1: the codec's default.
+    pub compression_gzip_level: i32,
+    pub compression_lz4_level: i32,
+    pub compression_zstd_level: i32,
     pub min_insync_replicas: i32,
     pub flush_messages: i64,
     pub flush_ms: i64,
@@ -155,6 +180,9 @@ impl Default for TopicConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             compression_type: CompressionType::Producer,
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
             min_insync_replicas: 1,
             flush_messages: FLUSH_UNSET,
             flush_ms: FLUSH_UNSET,
@@ -218,6 +246,17 @@ fn parse_int(key: &str, value: &str, at_least: i32) -> Result<i32, InvalidConfig
     Ok(parsed)
 }
 
+fn parse_int_between(key: &str, value: &str, at_least: i32, at_most: i32) -> Result<i32, InvalidConfig> {
+    let parsed = parse_int(key, value, at_least)?;
+    if parsed > at_most {
+        return Err(InvalidConfig::new(
+            key,
+            format!("Invalid value {parsed} for configuration {key}: Value must be no more than {at_most}"),
+        ));
+    }
+    Ok(parsed)
+}
+
 fn one_of<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T, InvalidConfig> {
     let trimmed = value.trim();
     choices.iter().find(|(name, _)| trimmed.eq_ignore_ascii_case(name)).map(|(_, choice)| *choice).ok_or_else(|| {
@@ -262,6 +301,18 @@ impl TopicConfig {
                     ],
                 )?
             }
+            COMPRESSION_GZIP_LEVEL => {
+                let level = parse_int(key, value, -1)?;
+                if level == 0 || level > 9 {
+                    return Err(InvalidConfig::new(
+                        key,
+                        format!("Invalid value {level} for configuration {key}: Value must be between 1 and 9, or -1"),
+                    ));
+                }
+                self.compression_gzip_level = level;
+            }
+            COMPRESSION_LZ4_LEVEL => self.compression_lz4_level = parse_int_between(key, value, 1, 17)?,
+            COMPRESSION_ZSTD_LEVEL => self.compression_zstd_level = parse_int_between(key, value, -131_072, 22)?,
             MIN_INSYNC_REPLICAS => self.min_insync_replicas = parse_int(key, value, 1)?,
             FLUSH_MESSAGES => self.flush_messages = parse_long(key, value, 1)?,
             FLUSH_MS => self.flush_ms = parse_long(key, value, 0)?,
@@ -288,6 +339,9 @@ impl TopicConfig {
                 TimestampType::LogAppendTime => "LogAppendTime".to_owned(),
             },
             COMPRESSION_TYPE => self.compression_type.as_str().to_owned(),
+            COMPRESSION_GZIP_LEVEL => self.compression_gzip_level.to_string(),
+            COMPRESSION_LZ4_LEVEL => self.compression_lz4_level.to_string(),
+            COMPRESSION_ZSTD_LEVEL => self.compression_zstd_level.to_string(),
             MIN_INSYNC_REPLICAS => self.min_insync_replicas.to_string(),
             FLUSH_MESSAGES => self.flush_messages.to_string(),
             FLUSH_MS => self.flush_ms.to_string(),
@@ -441,6 +495,9 @@ mod tests {
             (MAX_MESSAGE_BYTES, "1048588"),
             (MESSAGE_TIMESTAMP_TYPE, "CreateTime"),
             (COMPRESSION_TYPE, "producer"),
+            (COMPRESSION_GZIP_LEVEL, "-1"),
+            (COMPRESSION_LZ4_LEVEL, "9"),
+            (COMPRESSION_ZSTD_LEVEL, "3"),
             (MIN_INSYNC_REPLICAS, "1"),
             (FLUSH_MESSAGES, "9223372036854775807"),
             (FLUSH_MS, "9223372036854775807"),

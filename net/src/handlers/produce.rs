@@ -16,6 +16,9 @@
 //! 1. the records are copied into a `BytesMut` owned by this shard (the one copy before storage: the
 //!    frame buffer is shared with the connection, and offsets are assigned in place), and each
 //!    batch's partition leader epoch is set to the leader's (0);
+//!    A compacted topic's batches must key every record (`INVALID_RECORD` otherwise, nothing of the
+//!    set stored), and a topic with a `compression.type` codec gets batches in other codecs
+//!    recompressed ([`spate_core::rewrite`]), as Kafka's LogValidator does;
 //! 2. `Log::append` validates every batch (CRC, sizes, magic; one bad batch rejects the set),
 //!    assigns offsets, and returns once the batches are written to the device: **acks=1** is answered
 //!    here (survives kill -9);
@@ -45,8 +48,10 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_once;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
-use spate_core::batch::{set_partition_leader_epoch, split_record_set};
+use spate_core::batch::{set_partition_leader_epoch, split_record_set, Compression};
+use spate_core::rewrite::{rewrite_record_set, RewriteRules};
 use spate_core::runtime::{spawn_detached, timeout};
+use spate_core::topic_config::{CleanupPolicy, TopicConfig};
 use spate_core::ErrorCode;
 use storage::AppendInfo;
 use uuid::Uuid;
@@ -190,7 +195,12 @@ async fn append_one(context: &Rc<ShardContext>, acks: i16, flush_timeout: Durati
         return Err(ErrorCode::NotEnoughReplicas);
     }
     let Some(records) = part.records else { return Err(ErrorCode::InvalidRecord) };
-    let mut records = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    let rules = rewrite_rules(&config);
+    let max_message_bytes = usize::try_from(config.max_message_bytes).unwrap_or(0);
+    let mut records = match rewrite_record_set(&records, rules, max_message_bytes)? {
+        Some(rewritten) => rewritten,
+        None => records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..])),
+    };
     stamp_leader_epoch(&mut records);
     let info = match partition.log.append(records, now_ms()).await {
         Ok(info) => info,
@@ -213,6 +223,19 @@ async fn append_one(context: &Rc<ShardContext>, acks: i16, flush_timeout: Durati
         wait_for_flush(flush_timeout, flush).await?;
     }
     Ok(info)
+}
+
+/// What the topic's config asks of produced batches ([`spate_core::rewrite`]): keys on compacted
+/// topics, and the topic's `compression.type` at its `compression.<codec>.level`.
+fn rewrite_rules(config: &TopicConfig) -> RewriteRules {
+    let target = config.compression_type.codec();
+    let level = match target {
+        Some(Compression::Gzip) => Some(config.compression_gzip_level).filter(|level| *level > 0),
+        Some(Compression::Zstd) => Some(config.compression_zstd_level),
+        _ => None,
+    };
+    let keys_required = matches!(config.cleanup_policy, CleanupPolicy::Compact | CleanupPolicy::CompactDelete);
+    RewriteRules { keys_required, target, level }
 }
 
 /// Waits at most `limit` (the request's `timeout_ms`) for an acks=-1 flush: `REQUEST_TIMED_OUT` if it

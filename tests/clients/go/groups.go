@@ -308,6 +308,7 @@ func runGroups(ctx context.Context, bootstrap string, adm *kadm.Client) error {
 		members = append(members, m)
 	}
 	m1, m2 := members[0], members[1]
+	both := []*groupMember{m1, m2} // members is what the deferred cleanup still has to close
 	describeMembers := func() string { return m1.String() + "; " + m2.String() }
 	if err := waitFor(ctx, "two members with disjoint assignments covering all partitions", 45*time.Second,
 		func() (bool, error) { return balanced(m1, m2) }, describeMembers); err != nil {
@@ -319,7 +320,7 @@ func runGroups(ctx context.Context, bootstrap string, adm *kadm.Client) error {
 			return false, err
 		}
 		seen := map[[2]int64]bool{}
-		for _, m := range members {
+		for _, m := range both {
 			records, _, _ := m.snapshot()
 			for _, r := range records {
 				seen[[2]int64{int64(r.partition), r.offset}] = true
@@ -336,7 +337,7 @@ func runGroups(ctx context.Context, bootstrap string, adm *kadm.Client) error {
 		_, ends, _ := producer.results()
 		for p, end := range ends {
 			best := int64(0)
-			for _, m := range members {
+			for _, m := range both {
 				_, committed, _ := m.snapshot()
 				if committed[p] > best {
 					best = committed[p]
@@ -442,7 +443,10 @@ func runGroups(ctx context.Context, bootstrap string, adm *kadm.Client) error {
 			return committedAll()
 		}
 		return ok, err
-	}, m1.String); err != nil {
+	}, func() string {
+		_, ends, _ := producer.results()
+		return fmt.Sprintf("end offsets %v; %s", ends, m1)
+	}); err != nil {
 		return err
 	}
 	// Exactly once each, with the value produced; graceful leaves lose nothing.
@@ -452,7 +456,7 @@ func runGroups(ctx context.Context, bootstrap string, adm *kadm.Client) error {
 		want[[2]int64{int64(a.partition), a.offset}] = a.value
 	}
 	reads := map[[2]int64]string{}
-	for _, m := range []*groupMember{m1, m2} {
+	for _, m := range both {
 		records, _, lost := m.snapshot()
 		if len(lost) > 0 {
 			return fmt.Errorf("%s lost partitions %v (OnPartitionsLost) without any failure", m.name, lost)

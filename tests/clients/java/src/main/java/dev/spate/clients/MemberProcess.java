@@ -181,6 +181,8 @@ final class MemberProcess implements AutoCloseable {
     }
 
     private synchronized void onStderr(String line) {
+        // The child logs at WARN and above (slf4j-simple): worth seeing in the suite's output.
+        System.err.println("[" + name + "] " + line);
         stderrTail.addLast(line);
         while (stderrTail.size() > 20) {
             stderrTail.removeFirst();
