@@ -11,15 +11,17 @@ at once so that whatever a killed member reported before SIGKILL reaches the tes
     {"event": "commit_failed", "partition": P, "offset": O + 1, "error": "..."}
     {"event": "error", "error": "..."}
 
-CONFIG_JSON: {"topic": T, "consumer": {librdkafka settings}}. The member commits synchronously after
-each message (enable.auto.commit false), so a message it reported consumed but not committed is the
-only kind another member may see again after this one dies. It exits when its parent (the test) is
+CONFIG_JSON: {"topic": T, "consumer": {librdkafka settings}, "process_ms": N}. The member "processes"
+each message for process_ms (default 0) and then commits it synchronously (enable.auto.commit false),
+so a message it reported consumed but not committed is the only kind another member may see again
+after this one dies. It exits when its parent (the test) is
 gone, so a killed test run leaves no consumers behind.
 """
 
 import json
 import os
 import sys
+import time
 
 from confluent_kafka import Consumer, KafkaException
 
@@ -32,6 +34,7 @@ def emit(event, **fields):
 def main():
     config = json.loads(sys.argv[1])
     parent = os.getppid()
+    process_ms = config.get("process_ms", 0)
     consumer = Consumer(config["consumer"])
 
     def callback(event):
@@ -52,6 +55,7 @@ def main():
             continue
         partition, offset = message.partition(), message.offset()
         emit("consumed", partition=partition, offset=offset, value=message.value().decode())
+        time.sleep(process_ms / 1000)
         try:
             result = consumer.commit(message=message, asynchronous=False)
         except KafkaException as error:

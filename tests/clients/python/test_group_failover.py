@@ -52,7 +52,7 @@ class MemberProcess:
     """A member.py subprocess and the events it reported so far (a reader thread collects them, each
     with the monotonic time it arrived)."""
 
-    def __init__(self, name, bootstrap, group, topic, **settings):
+    def __init__(self, name, bootstrap, group, topic, process_ms=0, **settings):
         self.name = name
         consumer = {
             "bootstrap.servers": bootstrap,
@@ -64,7 +64,7 @@ class MemberProcess:
             **settings,
         }
         self.process = subprocess.Popen(
-            [sys.executable, str(MEMBER_SCRIPT), json.dumps({"topic": topic, "consumer": consumer})],
+            [sys.executable, str(MEMBER_SCRIPT), json.dumps({"topic": topic, "consumer": consumer, "process_ms": process_ms})],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -144,7 +144,12 @@ def test_killed_member_partitions_move_and_nothing_is_lost(bootstrap, topic_name
 
     group = f"failover-{uuid.uuid4().hex[:8]}"
     settings = {"session.timeout.ms": int(session_timeout * 1000)}
-    trio = [members(f"member-{i}", bootstrap, group, topic_name, **settings) for i in range(3)]
+    # The victim-to-be takes 30 ms over each message before committing it, so that it is likely to die
+    # holding a message it read but did not commit.
+    trio = [
+        members(f"member-{i}", bootstrap, group, topic_name, process_ms=30 if i == 0 else 0, **settings)
+        for i in range(3)
+    ]
     wait_until(
         lambda: covers([m.assignment() for m in trio], partitions),
         "three members with disjoint assignments covering all 6 partitions",
@@ -180,12 +185,15 @@ def test_killed_member_partitions_move_and_nothing_is_lost(bootstrap, topic_name
     producer_thread = threading.Thread(target=keep_producing, daemon=True)
     producer_thread.start()
     try:
-        # Kill the victim once it has consumed some of the new messages (so it dies mid-stream).
-        wait_until(
-            lambda: sum(e["value"].startswith("during") for e in victim.events("consumed")) >= 10,
-            "the victim consumed messages produced during the test",
-            timeout=TIMEOUT,
-        )
+        # Kill the victim once it has consumed some of the new messages (so it dies mid-stream), at a
+        # moment it is processing one.
+        def mid_stream():
+            consumed = [e["value"] for e in victim.events("consumed")]
+            busy = victim.events()[-1]["event"] == "consumed"
+            return busy and sum(value.startswith("during") for value in consumed) >= 10
+
+        wait_until(mid_stream, "the victim is processing messages produced during the test", timeout=TIMEOUT,
+                   interval=0.002)
         victim.kill9()
         killed_at = time.monotonic()
     except BaseException:
@@ -244,6 +252,7 @@ def test_killed_member_partitions_move_and_nothing_is_lost(bootstrap, topic_name
             f"was acknowledged: {reads}"
         )
     duplicates = [key for key, reads in readings.items() if len(reads) > 1]
+    print("DEBUG took", took, "dups", duplicates, "last_ack", last_ack)
     # The victim handled one message at a time (consume, commit, next): at most one was read and not
     # yet committed when it died.
     assert len(duplicates) <= 1, sorted(duplicates)
