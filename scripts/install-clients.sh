@@ -6,7 +6,8 @@
 #   scripts/install-clients.sh [python] [java] [go]     (default: all three)
 #
 # Results, all under the gitignored .ci/cache:
-#   venv/                 python: confluent-kafka, kafka-python, pytest (tests/clients/python/requirements.txt)
+#   venv/                 python: confluent-kafka, kafka-python (+ its snappy, lz4, zstd libraries), pytest
+#                         (tests/clients/python/requirements.txt)
 #   java/classes, java/lib/   the Java driver and kafka-clients + slf4j jars (tests/clients/java/pom.xml)
 #   bin/spate-franz       the Go driver (franz-go; tests/clients/go)
 # Each part is rebuilt only when its inputs (pinned versions, sources, toolchain version) changed.
@@ -47,9 +48,10 @@ install_python() {
       DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$venv"
   fi
-  # Binary wheels only for confluent-kafka: its wheel bundles librdkafka; a source build would need
-  # librdkafka-dev of a matching version.
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary=confluent-kafka -r "$requirements"
+  # Binary wheels only: confluent-kafka's bundles librdkafka (a source build would need librdkafka-dev of a
+  # matching version), and the codec libraries kafka-python uses (cramjam, lz4, zstandard) would need a C
+  # or Rust toolchain to build from source.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: -r "$requirements"
   echo "$want" >"$cache/python.stamp"
 }
 

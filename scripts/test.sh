@@ -19,10 +19,11 @@ step "cargo test"
 cargo test --workspace
 
 # Third-party clients against the real broker (tests/clients/README.md): confluent-kafka (librdkafka),
-# kafka-python, the Java kafka-clients and franz-go. run.sh reuses the debug build cargo test just made.
+# kafka-python, the Java kafka-clients and franz-go, and codecs (each codec from each of three clients,
+# read by all three). run.sh reuses the debug build cargo test just made.
 step "real clients"
 scripts/install-clients.sh
-tests/clients/run.sh python-confluent kafka-python go java
+tests/clients/run.sh python-confluent kafka-python go java codecs
 
 step "benches in test mode (each criterion bench runs once)"
 cargo test --workspace --benches
