@@ -5,6 +5,7 @@
 //! ```toml
 //! listen = "127.0.0.1:9092"          # HOST:PORT to accept on (every shard, SO_REUSEPORT)
 //! advertise = "broker1.example:9092" # HOST:PORT told to clients; default: listen
+//! admin_listen = "127.0.0.1:9644"    # HTTP: /metrics (Prometheus), /healthz, /readyz; "off" disables
 //! data_dir = "./spate-data"          # created if missing; holds meta.properties
 //! cores = "0,1"                      # a count (2 or "2"), a CPU list ("0,1", "0-3"), or "all"
 //! node_id = 0
@@ -48,6 +49,8 @@ use spate_core::topic_config::TopicDefaults;
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 
+/// Default `admin_listen` (Redpanda's admin port).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9644";
 /// Default `listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9092";
 /// Default `data_dir`.
@@ -107,6 +110,8 @@ pub enum CoresValue {
 pub struct Settings {
     /// HOST:PORT to listen on.
     pub listen: Option<String>,
+    /// HOST:PORT of the admin HTTP listener, or "off".
+    pub admin_listen: Option<String>,
     /// HOST:PORT to advertise.
     pub advertise: Option<String>,
     /// The data directory.
@@ -169,6 +174,7 @@ impl Settings {
     pub fn overridden_by(self, overrides: Settings) -> Settings {
         Settings {
             listen: overrides.listen.or(self.listen),
+            admin_listen: overrides.admin_listen.or(self.admin_listen),
             advertise: overrides.advertise.or(self.advertise),
             data_dir: overrides.data_dir.or(self.data_dir),
             cores: overrides.cores.or(self.cores),
@@ -262,6 +268,18 @@ impl Settings {
             .map_err(|error| ConfigError(format!("listen {listen_text:?}: {error}")))?
             .next()
             .ok_or_else(|| ConfigError(format!("listen {listen_text:?} resolves to no address")))?;
+        let admin_text = self.admin_listen.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
+        let admin_listen = if admin_text.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            Some(
+                admin_text
+                    .to_socket_addrs()
+                    .map_err(|error| ConfigError(format!("admin_listen {admin_text:?}: {error}")))?
+                    .next()
+                    .ok_or_else(|| ConfigError(format!("admin_listen {admin_text:?} resolves to no address")))?,
+            )
+        };
         let advertise = match &self.advertise {
             Some(text) => {
                 let (host, port) = split_host_port(text, "advertise")?;
@@ -383,6 +401,7 @@ impl Settings {
         Ok(ServeConfig {
             listen,
             listen_host,
+            admin_listen,
             advertise,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             cores,
@@ -418,6 +437,8 @@ impl Settings {
 pub struct ServeConfig {
     /// The address every shard binds.
     pub listen: SocketAddr,
+    /// The admin HTTP listener's address; `None`: off.
+    pub admin_listen: Option<SocketAddr>,
     /// The host part of `listen` as written (advertised when `advertise` is not set).
     pub listen_host: String,
     /// Host and port to advertise; `None`: the listen host and the bound port.

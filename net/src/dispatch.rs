@@ -113,6 +113,22 @@ pub async fn dispatch(
     response_limit: usize,
     peer: Option<SocketAddr>,
 ) -> Result<Answer, DispatchError> {
+    let started = std::time::Instant::now();
+    let api_key = frame.get(..2).and_then(|key| ApiKey::try_from(i16::from_be_bytes([key[0], key[1]])).ok());
+    let answered = answer(frame, context, response_limit, peer).await;
+    if let Some(api_key) = api_key {
+        context.metrics.request(api_key, started.elapsed(), answered.is_err());
+    }
+    answered
+}
+
+/// [`dispatch`] without the metrics.
+async fn answer(
+    frame: Bytes,
+    context: &ShardContext,
+    response_limit: usize,
+    peer: Option<SocketAddr>,
+) -> Result<Answer, DispatchError> {
     let request = match route(frame)? {
         Routed::Answered(chunks) => return Ok(Some(chunks)),
         Routed::Request(request) => request,

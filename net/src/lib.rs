@@ -18,6 +18,8 @@
 //! same port. [`shard`] is the broker's state on each shard: the topic table copy, the partitions it
 //! owns, the controller on shard 0, and the cross-shard messages.
 //!
+//! [`metrics`] are Prometheus metrics on the admin listener (`/metrics`, `/healthz`, `/readyz`).
+//!
 //! [`versions`] is the single table of APIs and version ranges; only implemented APIs are ever
 //! advertised to clients. Messages are encoded and decoded with the `kafka-protocol` crate.
 //!
@@ -35,6 +37,7 @@ pub mod guard;
 pub mod handlers;
 pub mod header;
 pub mod meta_properties;
+pub mod metrics;
 pub mod response;
 pub mod server;
 pub mod shard;

@@ -24,6 +24,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spate_core::runtime::tcp::{self, Listener};
@@ -140,6 +141,15 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
     let allowed = available_cpus().map_err(|error| ServeError::Cores(format!("cannot read CPU affinity: {error}")))?;
     let cpus = config.cores.resolve(&allowed).map_err(|error| ServeError::Cores(error.to_string()))?;
     let listeners = bind_listeners(config.listen, cpus.len())?;
+    let metrics = Arc::new(crate::metrics::Metrics::new(cpus.len()));
+    if let Some(admin_listen) = config.admin_listen {
+        let admin = crate::metrics::http::bind(admin_listen)
+            .map_err(|error| ServeError::Bind(format!("cannot listen on {admin_listen} (admin_listen): {error}")))?;
+        let bound = admin.local_addr().map_err(|error| ServeError::Bind(error.to_string()))?;
+        crate::metrics::http::spawn(admin, metrics.clone())
+            .map_err(|error| ServeError::Bind(format!("cannot start the admin listener: {error}")))?;
+        info!(admin_listen = %bound, "admin listener: /metrics, /healthz, /readyz");
+    }
     let bound = listeners[0].local_addr().map_err(|error| ServeError::Bind(error.to_string()))?;
     let (advertised_host, advertised_port) =
         config.advertise.clone().unwrap_or_else(|| (config.listen_host.clone(), bound.port()));
@@ -183,6 +193,7 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
             retention_check_interval: config.retention_check_interval,
             group_commit_window: config.group_commit_window,
             max_inflight_writes_per_shard: config.max_inflight_writes_per_shard,
+            metrics,
         },
         decoder: FrameDecoder::new(config.max_frame_bytes),
         max_connections: config.max_connections_per_shard,
@@ -287,6 +298,7 @@ async fn shard_main(shard: ShardHandle, listener: std::net::TcpListener, config:
     let config = Rc::new(config);
     let open = Rc::new(Cell::new(0usize));
     info!(shard = %id, cpu = ?cpu, "accepting");
+    context.metrics.global().shard_ready();
     accept_loop(id, &listener, &config, &context, &budget, &signal, &open).await;
     drop(listener);
 
@@ -350,8 +362,9 @@ async fn accept_loop(
         let (decoder, context, budget, signal, open) =
             (config.decoder, context.clone(), budget.clone(), signal.clone(), open.clone());
         open.set(open.get() + 1);
+        context.metrics.connection(true);
         spawn_local(async move {
-            let _open = OpenConnection(open);
+            let _open = OpenConnection(open, context.metrics.clone());
             let mut connection = connection;
             let stall = Some(connection::WRITE_STALL_LIMIT);
             let dispatcher = crate::dispatch::ConnectionDispatcher { context, peer };
@@ -362,10 +375,11 @@ async fn accept_loop(
 }
 
 /// Counts a connection as open until dropped (the task ends or is dropped with its executor).
-struct OpenConnection(Rc<Cell<usize>>);
+struct OpenConnection(Rc<Cell<usize>>, Rc<crate::metrics::ShardMetrics>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
+        self.1.connection(false);
     }
 }

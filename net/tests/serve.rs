@@ -165,7 +165,7 @@ fn startup_errors_exit_nonzero_with_a_message() {
     let address = busy.local_addr().unwrap().to_string();
     let run = |args: &[&str], data_dir: &Path| {
         Command::new(env!("CARGO_BIN_EXE_spate"))
-            .args(["serve", "--data-dir"])
+            .args(["serve", "--admin-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
             .output()
@@ -195,7 +195,7 @@ fn a_second_broker_on_the_same_port_or_data_directory_refuses_to_start() {
     // Bounded: a broker that wrongly starts is killed and the test fails rather than hangs.
     let run = |listen: &str, data_dir: &Path| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spate"))
-            .args(["serve", "--listen", listen, "--data-dir"])
+            .args(["serve", "--admin-listen", "127.0.0.1:0", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

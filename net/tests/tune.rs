@@ -119,8 +119,17 @@ fn a_bad_profile_stops_the_start_with_exit_code_1() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let serve = |profile: &str| {
-        let output =
-            spate(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--profile", profile]);
+        let output = spate(&[
+            "serve",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--profile",
+            profile,
+        ]);
         (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
     };
     let (code, stderr) = serve("fastest");

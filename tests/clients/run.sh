@@ -3,12 +3,12 @@
 # empty data directory, and prints one summary line per suite. Exit status: 0 when every suite that ran
 # passed, 1 otherwise, 2 on bad usage.
 #
-#   tests/clients/run.sh [SUITE...]     SUITE: python-confluent kafka-python java go (default: all)
+#   tests/clients/run.sh [SUITE...]     SUITE: python-confluent kafka-python java go codecs (default: all)
 #
 # Install the clients first: scripts/install-clients.sh. The broker is the debug build of
 # `cargo build -p net --bin spate` (built once here; `cargo test` leaves the same binary).
 # Environment: SPATE_BIN (a broker binary to use instead of building one), SPATE_SUITE_TIMEOUT
-# (seconds per suite, default 150), SPATE_LOG (the broker's RUST_LOG, default info), SPATE_KEEP_LOGS=1
+# (seconds per suite, default 240), SPATE_LOG (the broker's RUST_LOG, default info), SPATE_KEEP_LOGS=1
 # (keep a passing suite's broker log and data directory too; a failing suite's are always kept and
 # named in the summary). The suites get SPATE_BOOTSTRAP (the broker's HOST:PORT) and SPATE_BIN (the
 # binary, for tests that start, kill and restart brokers of their own).
@@ -16,8 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 cache=$root/.ci/cache
-all_suites=(python-confluent kafka-python java go)
-suite_timeout=${SPATE_SUITE_TIMEOUT:-150}
+all_suites=(python-confluent kafka-python java go codecs)
+# 240: python-confluent (with test_group_failover.py's session timeouts and broker restarts) takes
+# 80-120 s on a loaded 2-core machine.
+suite_timeout=${SPATE_SUITE_TIMEOUT:-240}
 
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=("${all_suites[@]}")
@@ -75,7 +77,7 @@ start_broker() {
   local attempt
   for attempt in 1 2 3; do
     port=$(free_port)
-    RUST_LOG=${SPATE_LOG:-info} "$spate" serve --listen "127.0.0.1:$port" --data-dir "$workdir/data" \
+    RUST_LOG=${SPATE_LOG:-info} "$spate" serve --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 --data-dir "$workdir/data" \
       </dev/null >"$workdir/broker.log" 2>&1 &
     broker_pid=$!
     # Up to 20 s for the port to accept.
@@ -108,6 +110,13 @@ suite_command() {
       [ -x "$venv_python" ] || { echo "missing $venv_python: run scripts/install-clients.sh python" >&2; return 1; }
       PYTHONDONTWRITEBYTECODE=1 timeout -k 5 "$suite_timeout" "$venv_python" -m pytest -q \
         --rootdir "$root/tests/clients/python" "${files[@]/#/$root/tests/clients/python/}"
+      ;;
+    codecs)
+      # Cross-client: confluent-kafka, kafka-python and the Java client (CodecTool) through one pytest file.
+      [ -x "$venv_python" ] || { echo "missing $venv_python: run scripts/install-clients.sh python" >&2; return 1; }
+      [ -d "$cache/java/classes" ] || { echo "missing $cache/java: run scripts/install-clients.sh java" >&2; return 1; }
+      PYTHONDONTWRITEBYTECODE=1 timeout -k 5 "$suite_timeout" "$venv_python" -m pytest -q \
+        --rootdir "$root/tests/clients/python" "$root/tests/clients/python/test_codecs.py"
       ;;
     java)
       [ -d "$cache/java/classes" ] || { echo "missing $cache/java: run scripts/install-clients.sh java" >&2; return 1; }

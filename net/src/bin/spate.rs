@@ -65,6 +65,12 @@ struct ServeArgs {
     /// HOST:PORT to accept Kafka clients on [default: 127.0.0.1:9092]
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Log lines as `text` or `json` (one object per line) [default: text, or $SPATE_LOG_FORMAT]
+    #[arg(long, value_name = "text|json", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// HOST:PORT of the admin HTTP listener (/metrics, /healthz, /readyz), or "off" [default: 127.0.0.1:9644]
+    #[arg(long, value_name = "HOST:PORT|off")]
+    admin_listen: Option<String>,
     /// HOST:PORT clients are told to connect to [default: the listen address]
     #[arg(long, value_name = "HOST:PORT")]
     advertise: Option<String>,
@@ -86,15 +92,27 @@ struct ServeArgs {
     profile: Option<String>,
 }
 
-fn main() -> ExitCode {
+/// Logs to stderr, filtered by RUST_LOG (default `info`), as text or one JSON object per line.
+fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
 
-    let args = match Cli::parse().command {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_flag = match &cli.command {
+        Command::Serve(args) => args.log_format.as_deref().map(|format| format.eq_ignore_ascii_case("json")),
+        _ => None,
+    };
+    let json_env = std::env::var("SPATE_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    init_logging(json_flag.unwrap_or(json_env));
+
+    let args = match cli.command {
         Command::Serve(args) => args,
         Command::Tune(args) => return tune(args),
         Command::Bench { args } => return bench::cli::main(std::iter::once("spate bench".into()).chain(args)),
@@ -122,6 +140,7 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let flags = Settings {
         listen: args.listen,
+        admin_listen: args.admin_listen,
         advertise: args.advertise,
         data_dir: args.data_dir,
         cores: args.cores.map(CoresValue::Text),

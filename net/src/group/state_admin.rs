@@ -240,4 +240,16 @@ impl Groups {
             }
         }
     }
+
+    /// (group, topic, partition, committed offset) of every group this shard coordinates (metrics).
+    pub fn committed_offsets(&self) -> Vec<crate::metrics::CommittedOffset> {
+        let map = self.offsets.borrow();
+        map.iter()
+            .flat_map(|(group, offsets)| {
+                offsets.iter().map(move |((topic, partition), committed)| {
+                    (group.clone(), topic.clone(), *partition, committed.offset)
+                })
+            })
+            .collect()
+    }
 }

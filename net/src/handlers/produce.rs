@@ -202,6 +202,7 @@ async fn append_one(context: &Rc<ShardContext>, acks: i16, flush_timeout: Durati
         None => records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..])),
     };
     stamp_leader_epoch(&mut records);
+    let stored_bytes = records.len();
     let info = match partition.log.append(records, now_ms()).await {
         Ok(info) => info,
         Err(error) => {
@@ -210,6 +211,7 @@ async fn append_one(context: &Rc<ShardContext>, acks: i16, flush_timeout: Durati
         }
     };
     partition.log.set_high_watermark(partition.log.written_offset());
+    context.metrics.produced(&partition.topic, stored_bytes as u64, u64::try_from(info.record_count).unwrap_or(0));
     if acks == -1 && config.acks_all_flush {
         let (context, flushing) = (context.clone(), partition.clone());
         // The fatal-I/O check goes with the flush: it runs even if nobody waits for the flush any more.

@@ -25,6 +25,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ use tracing::{info, warn};
 
 use crate::broker::BrokerInfo;
 use crate::config::TopicSettings;
+use crate::metrics::ShardMetrics;
 use controller::Controller;
 use messages::{ShardReply, ShardRequest};
 use partitions::{fatal_io, Partitions, TICK_INTERVAL};
@@ -44,6 +46,9 @@ pub type ShardHandle = Shard<ShardRequest, ShardReply>;
 
 /// How long a stopping shard waits for the others to drain their connections before closing its logs.
 pub const DRAIN_BARRIER_WAIT: Duration = Duration::from_secs(3);
+
+/// How often a shard publishes its state gauges (log offsets and sizes, cache, I/O, committed offsets).
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What every shard is started with (cloned into each).
 #[derive(Clone, Debug)]
@@ -64,6 +69,8 @@ pub struct ShardSetup {
     pub group_commit_window: Duration,
     /// Direct writes in flight at once over the shard's logs (`max_inflight_writes_per_shard`; 0: no cap).
     pub max_inflight_writes_per_shard: u64,
+    /// The process's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The broker's state on one shard.
@@ -87,6 +94,8 @@ pub struct ShardContext {
     topics: RefCell<Rc<TopicTable>>,
     drained: Cell<usize>,
     drained_event: Event,
+    /// This shard's metrics handles.
+    pub metrics: Rc<ShardMetrics>,
 }
 
 impl ShardContext {
@@ -109,7 +118,35 @@ impl ShardContext {
 
     /// Calls shard `to` (or this one, directly).
     pub async fn call(&self, to: ShardId, request: ShardRequest) -> Result<ShardReply, CallError> {
-        self.shard.call(to, request).await
+        let started = Instant::now();
+        let reply = self.shard.call(to, request).await;
+        if to != self.shard.id() {
+            self.metrics.call(to.index() as u32, started.elapsed());
+        }
+        reply
+    }
+
+    /// Publishes this shard's partitions, batch cache and I/O state to the metrics.
+    pub fn publish_metrics(&self) {
+        let samples = self
+            .partitions
+            .all()
+            .iter()
+            .map(|partition| {
+                let sample = crate::metrics::PartitionSample {
+                    log_start_offset: partition.log.log_start_offset(),
+                    log_end_offset: partition.log.log_end_offset(),
+                    size_bytes: partition.log.size_bytes(),
+                };
+                ((partition.topic.clone(), partition.index), sample)
+            })
+            .collect();
+        self.metrics.publish_partitions(samples);
+        let cache = self.partitions.cache_stats();
+        self.metrics.publish_cache(cache.used_bytes, cache.budget_bytes, cache.hits, cache.misses);
+        let io = self.partitions.io_in_flight();
+        self.metrics.publish_io(io.writes, io.reads, io.syncs);
+        self.metrics.publish_committed(self.groups.committed_offsets());
     }
 }
 
@@ -117,6 +154,7 @@ impl ShardContext {
 /// calls, and starts the ticker. Fatal (exit 74) if the disk or a log cannot be opened.
 pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSignal>) -> Rc<ShardContext> {
     let id = shard.id();
+    let metrics = Rc::new(ShardMetrics::new(setup.metrics.clone(), id.index() as u32));
     let partitions = match Partitions::new(
         id,
         shard.nr_shards(),
@@ -131,6 +169,8 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
         Ok(partitions) => partitions,
         Err(error) => fatal_io(&format!("shard {id}: cannot open the data directory for direct I/O: {error}")),
     };
+    let sync_metrics = metrics.clone();
+    partitions.observe_syncs(Rc::new(move |elapsed| sync_metrics.fdatasync(elapsed)));
     let started = Instant::now();
     partitions.sync_with(&setup.table).await;
     if !partitions.is_empty() {
@@ -149,6 +189,7 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
         topics: RefCell::new(Rc::new(setup.table)),
         drained: Cell::new(0),
         drained_event: Event::new(),
+        metrics,
     });
     context.groups.load(&context).await;
     let weak = Rc::downgrade(&context);
@@ -165,7 +206,13 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
     let interval = setup.retention_check_interval;
     spawn_local(async move {
         let mut last_retention = Instant::now();
+        let mut last_metrics = Instant::now();
+        ticker.publish_metrics();
         while !ticker.shutdown.is_triggered() && !ticker.partitions.is_closing() {
+            if last_metrics.elapsed() >= METRICS_INTERVAL {
+                last_metrics = Instant::now();
+                ticker.publish_metrics();
+            }
             let due = last_retention.elapsed() >= interval;
             if due {
                 last_retention = Instant::now();

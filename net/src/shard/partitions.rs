@@ -144,6 +144,16 @@ impl Partitions {
     }
 
     /// The batch cache's counters.
+    /// Tells `observer` how long each fdatasync of this shard's disk takes (metrics).
+    pub fn observe_syncs(&self, observer: storage::disk::dma::SyncObserver) {
+        self.disk.set_sync_observer(observer);
+    }
+
+    /// Direct I/O in flight on this shard's disk.
+    pub fn io_in_flight(&self) -> storage::disk::dma::IoInFlight {
+        self.disk.in_flight()
+    }
+
     pub fn cache_stats(&self) -> storage::CacheStats {
         self.cache.stats()
     }

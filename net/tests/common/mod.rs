@@ -58,6 +58,8 @@ impl Broker {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
+            // Tests run brokers side by side: each gets its own admin port.
+            .args(["--admin-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.extra)
@@ -108,6 +110,8 @@ impl Broker {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
+            // Tests run brokers side by side: each gets its own admin port.
+            .args(["--admin-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.extra)

@@ -52,6 +52,35 @@ struct WriteGate {
     slots: Option<glommio::sync::Semaphore>,
     in_flight: std::cell::Cell<u64>,
     in_flight_max: std::cell::Cell<u64>,
+    /// Reads and fdatasyncs in flight (for metrics; they are not capped).
+    reads_in_flight: std::cell::Cell<u64>,
+    syncs_in_flight: std::cell::Cell<u64>,
+    /// Told how long each fdatasync took (metrics).
+    sync_observer: std::cell::RefCell<Option<SyncObserver>>,
+}
+
+impl WriteGate {
+    fn new(slots: Option<glommio::sync::Semaphore>) -> WriteGate {
+        WriteGate {
+            slots,
+            in_flight: Default::default(),
+            in_flight_max: Default::default(),
+            reads_in_flight: Default::default(),
+            syncs_in_flight: Default::default(),
+            sync_observer: Default::default(),
+        }
+    }
+}
+
+/// A callback told the duration of every fdatasync of a segment file.
+pub type SyncObserver = Rc<dyn Fn(std::time::Duration)>;
+
+/// Direct I/O operations in flight on one disk (one shard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoInFlight {
+    pub writes: u64,
+    pub reads: u64,
+    pub syncs: u64,
 }
 
 impl DmaDisk {
@@ -78,8 +107,7 @@ impl DmaDisk {
         }
         let probe = OpenOptions::new().read(true).dma_open(&probe_path).await.map_err(io_err)?;
         probe.read_at_aligned(0, probe.alignment() as usize).await.map_err(io_err)?;
-        let writes =
-            Rc::new(WriteGate { slots: None, in_flight: Default::default(), in_flight_max: Default::default() });
+        let writes = Rc::new(WriteGate::new(None));
         Ok(DmaDisk { data_dir: Rc::new(data_dir.to_path_buf()), _probe: Rc::new(probe), writes })
     }
 
@@ -88,8 +116,24 @@ impl DmaDisk {
     /// on the device. Set it before opening files.
     pub fn with_write_limit(mut self, max_in_flight: u64) -> DmaDisk {
         let slots = (max_in_flight > 0).then(|| glommio::sync::Semaphore::new(max_in_flight));
-        self.writes = Rc::new(WriteGate { slots, in_flight: Default::default(), in_flight_max: Default::default() });
+        let observer = self.writes.sync_observer.borrow_mut().take();
+        self.writes = Rc::new(WriteGate::new(slots));
+        *self.writes.sync_observer.borrow_mut() = observer;
         self
+    }
+
+    /// Tells `observer` how long every fdatasync of a file this disk opens takes.
+    pub fn set_sync_observer(&self, observer: SyncObserver) {
+        *self.writes.sync_observer.borrow_mut() = Some(observer);
+    }
+
+    /// The direct writes, reads and fdatasyncs in flight now.
+    pub fn in_flight(&self) -> IoInFlight {
+        IoInFlight {
+            writes: self.writes.in_flight.get(),
+            reads: self.writes.reads_in_flight.get(),
+            syncs: self.writes.syncs_in_flight.get(),
+        }
     }
 
     /// The most direct writes that were in flight at once so far.
@@ -195,7 +239,11 @@ impl DiskFile for DmaSegmentFile {
             let skip = (cur - block) as usize;
             let want = (len - out.len()) + skip;
             let size = want.div_ceil(align as usize) * align as usize;
-            let got = self.file.read_at_aligned(block, size).await.map_err(io_err)?;
+            let gate = &self.writes;
+            gate.reads_in_flight.set(gate.reads_in_flight.get() + 1);
+            let got = self.file.read_at_aligned(block, size).await.map_err(io_err);
+            gate.reads_in_flight.set(gate.reads_in_flight.get() - 1);
+            let got = got?;
             if got.len() <= skip {
                 break; // end of file
             }
@@ -211,7 +259,15 @@ impl DiskFile for DmaSegmentFile {
     }
 
     async fn sync_data(&self) -> io::Result<()> {
-        self.file.fdatasync().await.map_err(io_err)
+        let gate = &self.writes;
+        gate.syncs_in_flight.set(gate.syncs_in_flight.get() + 1);
+        let started = std::time::Instant::now();
+        let synced = self.file.fdatasync().await.map_err(io_err);
+        gate.syncs_in_flight.set(gate.syncs_in_flight.get() - 1);
+        if let Some(observer) = gate.sync_observer.borrow().as_ref() {
+            observer(started.elapsed());
+        }
+        synced
     }
 
     /// fallocate, then fdatasync so the new size is durable like every other metadata change.

@@ -104,6 +104,7 @@ pub async fn handle(
     let read_committed = request.isolation_level == 1;
     for (target, read) in targets.iter().zip(reads) {
         let (topic, partition) = target.position;
+        count_fetched(context, &answer.topics[topic], &read.batches);
         let slot = &mut answer.topics[topic].partitions[partition];
         slot.error_code = read.error.code();
         slot.high_watermark = read.high_watermark;
@@ -115,6 +116,27 @@ pub async fn handle(
         partition.aborted_transactions = read_committed.then_some(());
     }
     Ok(Some(encode::encode(version, header.correlation_id, &answer)?))
+}
+
+/// Adds what goes out for one partition to its topic's metrics.
+fn count_fetched(context: &ShardContext, topic: &encode::TopicAnswer, batches: &[Bytes]) {
+    if batches.is_empty() {
+        return;
+    }
+    let bytes: usize = batches.iter().map(Bytes::len).sum();
+    let records: i64 = batches
+        .iter()
+        .filter_map(|batch| spate_core::BatchHeader::parse(batch).ok())
+        .map(|header| i64::from(header.record_count.max(0)))
+        .sum();
+    let by_id;
+    let name = if topic.name.is_empty() {
+        by_id = context.topics().by_id(&topic.topic_id).map(|entry| entry.name.clone()).unwrap_or_default();
+        by_id.as_str()
+    } else {
+        topic.name.as_str()
+    };
+    context.metrics.fetched(name, bytes as u64, records as u64);
 }
 
 /// The response skeleton (errors for what does not resolve) and the partitions to read.
