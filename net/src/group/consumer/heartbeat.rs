@@ -196,9 +196,12 @@ impl ConsumerGroups {
         let member_id = if member_id.is_empty() { crate::shard::topics::new_topic_id().to_string() } else { member_id };
         let owned = request.topic_partitions.as_deref().map(owned_assignment);
         let session_timeout = settings.session_timeout;
+        // Whatever changed in this heartbeat moves the group epoch once.
+        let mut bump = false;
         if joining {
-            if let Err(response) = join(group, &member_id, &request, client_id, now, session_timeout) {
-                return response;
+            match join(group, &member_id, &request, client_id, now, session_timeout) {
+                Ok(added) => bump |= added,
+                Err(response) => return response,
             }
         } else {
             let Some(member) = group.members.get(&member_id) else { return unknown_member(&member_id, &group_id) };
@@ -209,14 +212,14 @@ impl ConsumerGroups {
         let Some(member) = group.members.get_mut(&member_id) else { return unknown_member(&member_id, &group_id) };
         let before_assigned = member.assigned.clone();
         let before_held: Vec<(Uuid, i32)> = member.held().collect();
-        let changed = update_member(member, &request);
+        bump |= update_member(member, &request);
         member.session_deadline = now + session_timeout;
-        if changed {
-            group.group_epoch += 1;
-        }
         let resolved = group.resolve_subscriptions(table);
         if resolved != group.subscribed_topics {
             group.subscribed_topics = resolved;
+            bump = true;
+        }
+        if bump {
             group.group_epoch += 1;
         }
         group.refresh_target();
@@ -251,8 +254,8 @@ impl ConsumerGroups {
     }
 }
 
-/// Adds the member (epoch 0), or resets it (a rejoin gives up what it held), or hands a static
-/// member's place to its new incarnation.
+/// Adds the member (epoch 0; `Ok(true)`), or resets it (a rejoin gives up what it held), or hands
+/// a static member's place to its new incarnation.
 fn join(
     group: &mut ConsumerGroup,
     member_id: &str,
@@ -260,7 +263,7 @@ fn join(
     client_id: String,
     now: Instant,
     session_timeout: Duration,
-) -> Result<(), Response> {
+) -> Result<bool, Response> {
     let instance_id = request.instance_id.as_ref().map(|i| i.to_string());
     let previous_static = instance_id.as_deref().and_then(|instance| {
         group.members.values().find(|m| m.instance_id.as_deref() == Some(instance) && m.member_id != member_id)
@@ -288,7 +291,7 @@ fn join(
             group.record_holdings(&previous_id, &previous_held);
             group.record_holdings(member_id, &[]);
         }
-        return Ok(());
+        return Ok(false);
     }
     match group.members.get_mut(member_id) {
         Some(member) => {
@@ -306,10 +309,10 @@ fn join(
             let mut member = Member::new(member_id.to_string(), client_id, now, session_timeout);
             member.instance_id = instance_id;
             group.members.insert(member_id.to_string(), member);
-            group.group_epoch += 1;
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Applies the fields a heartbeat sets; `true` if the subscription or assignor changed (the
