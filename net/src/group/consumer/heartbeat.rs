@@ -37,19 +37,28 @@ pub(super) struct Heartbeat {
 
 type Response = ConsumerGroupHeartbeatResponse;
 
-fn error(code: i16, message: &str) -> Response {
-    Response::default().with_error_code(code).with_error_message(Some(StrBytes::from_string(message.to_string())))
+/// Why a heartbeat is refused: an error code and Kafka's message for it.
+pub(super) struct Refusal(i16, String);
+
+impl Refusal {
+    fn response(self) -> Response {
+        Response::default().with_error_code(self.0).with_error_message(Some(StrBytes::from_string(self.1)))
+    }
 }
 
-fn invalid(message: &str) -> Response {
+fn error(code: i16, message: &str) -> Refusal {
+    Refusal(code, message.to_string())
+}
+
+fn invalid(message: &str) -> Refusal {
     error(ResponseError::InvalidRequest.code(), message)
 }
 
-fn fenced(message: &str) -> Response {
+fn fenced(message: &str) -> Refusal {
     error(ResponseError::FencedMemberEpoch.code(), message)
 }
 
-fn unknown_member(member_id: &str, group_id: &str) -> Response {
+fn unknown_member(member_id: &str, group_id: &str) -> Refusal {
     error(ResponseError::UnknownMemberId.code(), &format!("Member {member_id} is not a member of group {group_id}."))
 }
 
@@ -74,7 +83,7 @@ fn wire_assignment(assignment: &Assignment) -> WireAssignment {
 }
 
 /// Kafka's request checks (`throwIfConsumerGroupHeartbeatRequestIsInvalid`).
-fn check_request(request: &ConsumerGroupHeartbeatRequest, version: i16) -> Result<(), Response> {
+fn check_request(request: &ConsumerGroupHeartbeatRequest, version: i16) -> Result<(), Refusal> {
     let empty = |value: &Option<StrBytes>| value.as_ref().is_some_and(|v| v.is_empty());
     if request.group_id.is_empty() {
         return Err(invalid("GroupId can't be empty."));
@@ -137,7 +146,7 @@ fn check_request(request: &ConsumerGroupHeartbeatRequest, version: i16) -> Resul
 /// Kafka's epoch check: a newer epoch than the member's is fenced, and so is an older one unless
 /// it is the previous epoch and the member owns nothing beyond its assignment (the answer that
 /// bumped its epoch was lost).
-fn check_epoch(member: &Member, received: i32, owned: Option<&Assignment>) -> Result<(), Response> {
+fn check_epoch(member: &Member, received: i32, owned: Option<&Assignment>) -> Result<(), Refusal> {
     if received > member.epoch {
         return Err(fenced(&format!("The consumer group member has a greater epoch ({received}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.", member.epoch)));
     }
@@ -155,42 +164,52 @@ impl ConsumerGroups {
         settings: &ConsumerGroupSettings,
         table: &TopicTable,
     ) -> Response {
+        self.serve(heartbeat, settings, table).unwrap_or_else(Refusal::response)
+    }
+
+    fn serve(
+        &self,
+        heartbeat: Heartbeat,
+        settings: &ConsumerGroupSettings,
+        table: &TopicTable,
+    ) -> Result<Response, Refusal> {
         let Heartbeat { request, version, client_id, classic_in_use } = heartbeat;
-        if let Err(response) = check_request(&request, version) {
-            return response;
-        }
+        check_request(&request, version)?;
         let group_id = request.group_id.to_string();
         let member_id = request.member_id.to_string();
         let mut groups = self.groups.borrow_mut();
         if classic_in_use {
-            return error(ResponseError::GroupIdNotFound.code(), &format!("Group {group_id} is not a consumer group."));
+            return Err(error(
+                ResponseError::GroupIdNotFound.code(),
+                &format!("Group {group_id} is not a consumer group."),
+            ));
         }
         let now = Instant::now();
         match request.member_epoch {
             LEAVE_EPOCH | STATIC_LEAVE_EPOCH => {
-                let Some(group) = groups.get_mut(&group_id) else { return unknown_member(&member_id, &group_id) };
+                let Some(group) = groups.get_mut(&group_id) else { return Err(unknown_member(&member_id, &group_id)) };
                 let Some(member) = group.members.get_mut(&member_id) else {
-                    return unknown_member(&member_id, &group_id);
+                    return Err(unknown_member(&member_id, &group_id));
                 };
                 if request.member_epoch == STATIC_LEAVE_EPOCH {
                     if member.instance_id != request.instance_id.as_ref().map(ToString::to_string) {
-                        return error(ResponseError::FencedInstanceId.code(), "The instance id does not match.");
+                        return Err(error(ResponseError::FencedInstanceId.code(), "The instance id does not match."));
                     }
                     // Kept with its assignment until it comes back or its session ends.
                     member.set_static_leave();
                 } else {
                     group.remove_member(&member_id);
                 }
-                return Response::default()
+                return Ok(Response::default()
                     .with_member_id(Some(StrBytes::from_string(member_id)))
                     .with_member_epoch(request.member_epoch)
-                    .with_heartbeat_interval_ms(0);
+                    .with_heartbeat_interval_ms(0));
             }
             _ => {}
         }
         let joining = request.member_epoch == 0;
         if !joining && !groups.contains_key(&group_id) {
-            return unknown_member(&member_id, &group_id);
+            return Err(unknown_member(&member_id, &group_id));
         }
         let group = groups.entry(group_id.clone()).or_default();
         let member_id = if member_id.is_empty() { crate::shard::topics::new_topic_id().to_string() } else { member_id };
@@ -199,17 +218,12 @@ impl ConsumerGroups {
         // Whatever changed in this heartbeat moves the group epoch once.
         let mut bump = false;
         if joining {
-            match join(group, &member_id, &request, client_id, now, session_timeout) {
-                Ok(added) => bump |= added,
-                Err(response) => return response,
-            }
+            bump |= join(group, &member_id, &request, client_id, now, session_timeout)?;
         } else {
-            let Some(member) = group.members.get(&member_id) else { return unknown_member(&member_id, &group_id) };
-            if let Err(response) = check_epoch(member, request.member_epoch, owned.as_ref()) {
-                return response;
-            }
+            let Some(member) = group.members.get(&member_id) else { return Err(unknown_member(&member_id, &group_id)) };
+            check_epoch(member, request.member_epoch, owned.as_ref())?;
         }
-        let Some(member) = group.members.get_mut(&member_id) else { return unknown_member(&member_id, &group_id) };
+        let Some(member) = group.members.get_mut(&member_id) else { return Err(unknown_member(&member_id, &group_id)) };
         let before_assigned = member.assigned.clone();
         let before_held: Vec<(Uuid, i32)> = member.held().collect();
         bump |= update_member(member, &request);
@@ -231,7 +245,7 @@ impl ConsumerGroups {
             .filter(|(topic, partition)| group.is_free_for(&member_id, *topic, *partition))
             .collect();
         let is_free = |topic: Uuid, partition: i32| free.contains(&(topic, partition));
-        let Some(member) = group.members.get_mut(&member_id) else { return unknown_member(&member_id, &group_id) };
+        let Some(member) = group.members.get_mut(&member_id) else { return Err(unknown_member(&member_id, &group_id)) };
         member.reconcile(&target, target_epoch, owned.as_ref(), &is_free);
         member.revocation_deadline = match (member.state, member.revocation_deadline) {
             (MemberState::UnrevokedPartitions, Some(deadline)) => Some(deadline),
@@ -250,7 +264,7 @@ impl ConsumerGroups {
             .with_heartbeat_interval_ms(settings.heartbeat_interval.as_millis().min(i32::MAX as u128) as i32)
             .with_assignment(assignment);
         group.record_holdings(&member_id, &before_held);
-        response
+        Ok(response)
     }
 }
 
@@ -263,7 +277,7 @@ fn join(
     client_id: String,
     now: Instant,
     session_timeout: Duration,
-) -> Result<bool, Response> {
+) -> Result<bool, Refusal> {
     let instance_id = request.instance_id.as_ref().map(|i| i.to_string());
     let previous_static = instance_id.as_deref().and_then(|instance| {
         group.members.values().find(|m| m.instance_id.as_deref() == Some(instance) && m.member_id != member_id)
