@@ -29,6 +29,7 @@ const FENCED_MEMBER_EPOCH: i16 = 110;
 const UNRELEASED_INSTANCE_ID: i16 = 111;
 const UNSUPPORTED_ASSIGNOR: i16 = 112;
 const STALE_MEMBER_EPOCH: i16 = 113;
+const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 /// Short timeouts so that a session expiry is quick to observe.
 const CONFIG: &str = "group_consumer_session_timeout_ms = 1500\ngroup_consumer_heartbeat_interval_ms = 300\n";
@@ -338,6 +339,24 @@ fn range_assignor_static_members_server_ids_and_classic_groups() {
     assert_eq!(again.owned, all(0..2));
     assert!(again.epoch > 0);
 
+    // A regex subscription (v1) matches whole topic names, never internal topics.
+    let mut by_regex = Member::new(broker.port, "regex", "r", topic);
+    let request = by_regex
+        .request(0)
+        .with_rebalance_timeout_ms(5000)
+        .with_subscribed_topic_regex(Some(text("ev.*|__.*")))
+        .with_topic_partitions(Some(vec![]));
+    let response = by_regex.send(request.clone());
+    assert_eq!(response.error_code, 0, "{response:?}");
+    assert_eq!(by_regex.owned, all(0..4));
+    let described = describe(&mut admin, "regex");
+    assert_eq!(described.members[0].assignment.topic_partitions.len(), 1, "only events: {described:?}");
+    let mut bad = Member::new(broker.port, "regex", "bad", topic);
+    assert_eq!(
+        bad.send(request.with_member_id(text("bad")).with_subscribed_topic_regex(Some(text("(")))).error_code,
+        INVALID_REGULAR_EXPRESSION
+    );
+
     // v0: an empty member id gets one from the coordinator.
     let mut v0 = Member::new(broker.port, "server-ids", "", topic);
     let request = v0
@@ -366,4 +385,22 @@ fn range_assignor_static_members_server_ids_and_classic_groups() {
     let mut intruder = Member::new(broker.port, "old-style", "intruder", topic);
     assert_eq!(intruder.join_with(&["events"], None, None).error_code, GROUP_ID_NOT_FOUND);
     assert_eq!(describe(&mut admin, "old-style").error_code, GROUP_ID_NOT_FOUND);
+}
+
+#[test]
+fn after_a_restart_members_rejoin_and_committed_offsets_remain() {
+    let mut broker = Broker::start_with_config(CONFIG, &["--cores", "2"]);
+    let mut admin = Client::connect(&broker);
+    let topic = create(&mut admin, "kept", 2);
+    let mut member = Member::new(broker.port, "durable", "m", topic);
+    member.join(&["kept"]);
+    assert_eq!(member.commit(member.epoch, 7, "kept"), 0);
+    broker.stop();
+    broker.restart();
+    // Membership is memory only: the member is unknown and rejoins at epoch 0; its offsets stayed.
+    let mut member = Member::new(broker.port, "durable", "m", topic);
+    assert_eq!(member.send(member.request(1)).error_code, UNKNOWN_MEMBER_ID);
+    member.join(&["kept"]);
+    assert_eq!((member.epoch, member.owned.clone()), (1, all(0..2)));
+    assert_eq!(member.fetch(1, "kept"), (0, 7));
 }
