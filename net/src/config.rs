@@ -542,6 +542,8 @@ mod tests {
         assert_eq!(config.topics.num_partitions, 1);
         assert_eq!(config.topics.offsets_topic_num_partitions, 50);
         assert_eq!(config.topics.defaults, TopicDefaults::default());
+        assert_eq!(config.topics.consumer_groups, ConsumerGroupSettings::default());
+        assert_eq!(config.topics.consumer_groups.session_timeout, Duration::from_secs(45));
         assert_eq!(config.batch_cache_bytes_per_shard, None);
         assert_eq!(config.retention_check_interval, Duration::from_secs(300));
         assert_eq!((config.io_ring_depth, config.io_memory_bytes_per_shard, config.preempt_timer), (None, None, None));
@@ -586,6 +588,8 @@ mod tests {
             "preempt_timer_ms = 0",
             "group_commit_window_us = 2000000",
             "socket_send_buffer_bytes = 4294967296",
+            "group_consumer_heartbeat_interval_ms = 0",
+            "group_consumer_session_timeout_ms = 1000\ngroup_consumer_heartbeat_interval_ms = 1000",
         ] {
             let settings: Settings = toml::from_str(bad).unwrap();
             assert!(settings.resolve().is_err(), "{bad}");

@@ -103,6 +103,7 @@ fn uniform(input: &AssignmentInput) -> HashMap<String, Assignment> {
             *quota.entry(member).or_default() += 1;
         }
     }
+    let quota_of = |member: &str| quota.get(member).copied().unwrap_or(0);
     // Pass 2: keep previous partitions within the quota, then fill.
     let mut load: BTreeMap<&str, usize> = BTreeMap::new();
     let mut result: HashMap<String, Assignment> =
@@ -110,7 +111,7 @@ fn uniform(input: &AssignmentInput) -> HashMap<String, Assignment> {
     let mut unassigned = Vec::new();
     for (key, members) in &partitions {
         match previous_owner.get(key) {
-            Some(owner) if members.contains(owner) && load.get(owner).copied().unwrap_or(0) < quota[owner] => {
+            Some(owner) if members.contains(owner) && load.get(owner).copied().unwrap_or(0) < quota_of(owner) => {
                 *load.entry(owner).or_default() += 1;
                 result.entry(owner.to_string()).or_default().entry(key.0).or_default().insert(key.1);
             }
@@ -118,7 +119,7 @@ fn uniform(input: &AssignmentInput) -> HashMap<String, Assignment> {
         }
     }
     for (key, members) in unassigned {
-        let below = members.iter().filter(|m| load.get(**m).copied().unwrap_or(0) < quota[**m]);
+        let below = members.iter().filter(|m| load.get(**m).copied().unwrap_or(0) < quota_of(m));
         let chosen = below
             .min_by_key(|m| (load.get(**m).copied().unwrap_or(0), **m))
             .or_else(|| members.iter().min_by_key(|m| (load.get(**m).copied().unwrap_or(0), **m)));
