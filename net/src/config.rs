@@ -31,6 +31,8 @@
 //!                                      # Fetch also reserves at most a 64th of the memory budget
 //! socket_send_buffer_bytes = 0         # SO_SNDBUF of accepted connections; 0: kernel autotuning
 //! socket_receive_buffer_bytes = 0      # SO_RCVBUF of accepted connections; 0: kernel autotuning
+//! group_consumer_session_timeout_ms = 45000   # consumer-protocol members silent this long are removed
+//! group_consumer_heartbeat_interval_ms = 5000 # how often consumer-protocol members heartbeat
 //!
 //! [topic_defaults]                     # broker-wide topic config defaults, with Kafka's topic keys
 //! "retention.ms" = 604800000
@@ -48,6 +50,7 @@ use spate_core::runtime::CoreSpec;
 use spate_core::topic_config::TopicDefaults;
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::group::consumer::ConsumerGroupSettings;
 
 /// Default `admin_listen` (Redpanda's admin port).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9644";
@@ -158,6 +161,10 @@ pub struct Settings {
     pub socket_send_buffer_bytes: Option<usize>,
     /// SO_RCVBUF of accepted connections, in bytes; 0 leaves the kernel's autotuning.
     pub socket_receive_buffer_bytes: Option<usize>,
+    /// Kafka's `group.consumer.session.timeout.ms`, in milliseconds.
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// Kafka's `group.consumer.heartbeat.interval.ms`, in milliseconds.
+    pub group_consumer_heartbeat_interval_ms: Option<u64>,
     /// Broker-wide topic config defaults, by Kafka topic config key.
     pub topic_defaults: Option<BTreeMap<String, toml::Value>>,
 }
@@ -204,6 +211,12 @@ impl Settings {
             fetch_max_bytes: overrides.fetch_max_bytes.or(self.fetch_max_bytes),
             socket_send_buffer_bytes: overrides.socket_send_buffer_bytes.or(self.socket_send_buffer_bytes),
             socket_receive_buffer_bytes: overrides.socket_receive_buffer_bytes.or(self.socket_receive_buffer_bytes),
+            group_consumer_session_timeout_ms: overrides
+                .group_consumer_session_timeout_ms
+                .or(self.group_consumer_session_timeout_ms),
+            group_consumer_heartbeat_interval_ms: overrides
+                .group_consumer_heartbeat_interval_ms
+                .or(self.group_consumer_heartbeat_interval_ms),
             topic_defaults: overrides.topic_defaults.or(self.topic_defaults),
         }
     }
@@ -339,6 +352,8 @@ impl Settings {
         if offsets_retention_check_interval_ms == 0 {
             return Err(ConfigError("offsets_retention_check_interval_ms must be at least 1".into()));
         }
+        let consumer_groups =
+            consumer_group_settings(self.group_consumer_session_timeout_ms, self.group_consumer_heartbeat_interval_ms)?;
         let mut defaults = Vec::new();
         for (key, value) in self.topic_defaults.unwrap_or_default() {
             let text = match value {
@@ -415,6 +430,7 @@ impl Settings {
                 offsets_retention: Duration::from_secs_f64(offsets_retention_minutes * 60.0),
                 offsets_retention_check_interval: Duration::from_millis(offsets_retention_check_interval_ms),
                 defaults,
+                consumer_groups,
             },
             batch_cache_bytes_per_shard: self.batch_cache_bytes_per_shard,
             retention_check_interval: Duration::from_millis(retention_check_interval_ms),
@@ -496,6 +512,29 @@ pub struct TopicSettings {
     pub offsets_retention_check_interval: Duration,
     /// Kafka's topic defaults with the broker's `[topic_defaults]` applied.
     pub defaults: TopicDefaults,
+    /// The consumer-protocol group timeouts (carried with the topic settings, which every shard gets).
+    pub consumer_groups: ConsumerGroupSettings,
+}
+
+/// The consumer-protocol timeouts: Kafka's defaults, or the given ones if sane (the heartbeat
+/// interval must be shorter than the session timeout, or every member would time out).
+fn consumer_group_settings(
+    session_timeout_ms: Option<u64>,
+    heartbeat_interval_ms: Option<u64>,
+) -> Result<ConsumerGroupSettings, ConfigError> {
+    use crate::group::consumer::{DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SESSION_TIMEOUT_MS};
+    let session_timeout_ms = session_timeout_ms.unwrap_or(DEFAULT_SESSION_TIMEOUT_MS);
+    let heartbeat_interval_ms = heartbeat_interval_ms.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS);
+    if !(1..=i32::MAX as u64).contains(&heartbeat_interval_ms) || heartbeat_interval_ms >= session_timeout_ms {
+        return Err(ConfigError(format!(
+            "group_consumer_heartbeat_interval_ms {heartbeat_interval_ms} must be at least 1 and below \
+             group_consumer_session_timeout_ms {session_timeout_ms}"
+        )));
+    }
+    Ok(ConsumerGroupSettings {
+        session_timeout: Duration::from_millis(session_timeout_ms),
+        heartbeat_interval: Duration::from_millis(heartbeat_interval_ms),
+    })
 }
 
 /// The batch cache budget per shard when none is configured: a quarter of physical memory shared by
@@ -554,6 +593,8 @@ mod tests {
         assert_eq!(config.topics.num_partitions, 1);
         assert_eq!(config.topics.offsets_topic_num_partitions, 50);
         assert_eq!(config.topics.defaults, TopicDefaults::default());
+        assert_eq!(config.topics.consumer_groups, ConsumerGroupSettings::default());
+        assert_eq!(config.topics.consumer_groups.session_timeout, Duration::from_secs(45));
         assert_eq!(config.batch_cache_bytes_per_shard, None);
         assert_eq!(config.retention_check_interval, Duration::from_secs(300));
         assert_eq!((config.io_ring_depth, config.io_memory_bytes_per_shard, config.preempt_timer), (None, None, None));
@@ -598,6 +639,8 @@ mod tests {
             "preempt_timer_ms = 0",
             "group_commit_window_us = 2000000",
             "socket_send_buffer_bytes = 4294967296",
+            "group_consumer_heartbeat_interval_ms = 0",
+            "group_consumer_session_timeout_ms = 1000\ngroup_consumer_heartbeat_interval_ms = 1000",
         ] {
             let settings: Settings = toml::from_str(bad).unwrap();
             assert!(settings.resolve().is_err(), "{bad}");

@@ -161,6 +161,8 @@ async fn answer(
         ApiKey::ListGroups => handlers::list_groups::handle(context, header, body).await,
         ApiKey::DeleteGroups => handlers::delete_groups::handle(context, header, body).await,
         ApiKey::OffsetDelete => handlers::offset_delete::handle(context, header, body).await,
+        ApiKey::ConsumerGroupHeartbeat => handlers::consumer_group_heartbeat::handle(context, header, body).await,
+        ApiKey::ConsumerGroupDescribe => handlers::consumer_group_describe::handle(context, header, body).await,
         // `versions` marks an API implemented only once it has an arm here; the tests check.
         api_key => {
             return Err(DispatchError::NotImplemented {

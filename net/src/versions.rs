@@ -66,7 +66,7 @@ const fn entry(api_key: ApiKey, min: i16, max: i16, implemented: bool) -> ApiSup
 pub const API_VERSIONS: ApiSupport = entry(ApiKey::ApiVersions, 0, 4, true);
 
 /// The target table, in API key order.
-const TABLE: [ApiSupport; 26] = [
+const TABLE: [ApiSupport; 28] = [
     ApiSupport { api_key: ApiKey::Produce, advertised: range(0, 11), handled: range(3, 11), implemented: true },
     entry(ApiKey::Fetch, 4, 16, true),
     entry(ApiKey::ListOffsets, 1, 8, true),
@@ -93,6 +93,8 @@ const TABLE: [ApiSupport; 26] = [
     entry(ApiKey::IncrementalAlterConfigs, 0, 1, true),
     entry(ApiKey::OffsetDelete, 0, 0, true),
     entry(ApiKey::DescribeCluster, 0, 1, true),
+    entry(ApiKey::ConsumerGroupHeartbeat, 0, 1, true),
+    entry(ApiKey::ConsumerGroupDescribe, 0, 1, true),
 ];
 
 /// Every API Spate means to serve, implemented or not (for docs; never sent to clients).
@@ -150,6 +152,8 @@ mod tests {
             ApiKey::ListGroups => both::<ListGroupsRequest, ListGroupsResponse>(),
             ApiKey::DeleteGroups => both::<DeleteGroupsRequest, DeleteGroupsResponse>(),
             ApiKey::OffsetDelete => both::<OffsetDeleteRequest, OffsetDeleteResponse>(),
+            ApiKey::ConsumerGroupHeartbeat => both::<ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse>(),
+            ApiKey::ConsumerGroupDescribe => both::<ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse>(),
             other => panic!("{other:?} is not in the table"),
         }
     }

@@ -176,12 +176,12 @@ fn offsets_expire_once_their_group_is_empty_and_stay_expired_after_a_restart() {
     let mut client = Client::connect_port(broker.port);
     // Outside any group: each offset expires on its own commit timestamp.
     assert_eq!(commit(&mut client, "standalone", -1, "", &[(0, 5), (1, 6)]), vec![0, 0]);
+    assert_eq!(fetch(&mut client, "standalone"), vec![5, 6]);
     // A group with a member keeps its offsets past the retention time.
     let joined = client.join_new("busy", &["range"]);
     let member = joined.member_id.to_string();
     assert_eq!(client.sync("busy", joined.generation_id, &member, &[(&member, "x")]).error_code, 0);
     assert_eq!(commit(&mut client, "busy", joined.generation_id, &member, &[(0, 9)]), vec![0]);
-    assert_eq!(fetch(&mut client, "standalone"), vec![5, 6]);
 
     wait_until("the standalone offsets expire", Duration::from_secs(10), || {
         fetch(&mut client, "standalone") == vec![-1, -1]

@@ -121,7 +121,10 @@ suite_command() {
     java)
       [ -d "$cache/java/classes" ] || { echo "missing $cache/java: run scripts/install-clients.sh java" >&2; return 1; }
       timeout -k 5 "$suite_timeout" java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
-        -cp "$cache/java/classes:$cache/java/lib/*" dev.spate.clients.SpateClientCheck
+        -cp "$cache/java/classes:$cache/java/lib/*" dev.spate.clients.SpateClientCheck &&
+        # The KIP-848 consumer protocol (group.protocol=consumer) against the same broker.
+        timeout -k 5 "$suite_timeout" java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+          -cp "$cache/java/classes:$cache/java/lib/*" dev.spate.clients.ConsumerProtocolCheck
       ;;
     go)
       [ -x "$cache/bin/spate-franz" ] || { echo "missing $cache/bin/spate-franz: run scripts/install-clients.sh go" >&2; return 1; }

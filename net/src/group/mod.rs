@@ -24,6 +24,7 @@
 
 pub mod calls;
 pub mod classic;
+pub mod consumer;
 pub mod metadata;
 pub mod offsets;
 pub mod state;
@@ -154,9 +155,10 @@ pub async fn call_coordinator(context: &ShardContext, group_id: &str, call: Grou
     }
 }
 
-/// Serves a group call on the coordinating shard.
+/// Serves a group call on the coordinating shard (through [`consumer::bridge`], which keeps
+/// classic and consumer-protocol groups apart).
 pub async fn on_owner(context: &Rc<ShardContext>, addressed: state::Addressed) -> GroupReply {
-    state::handle(context, addressed).await
+    consumer::bridge::on_owner(context, addressed).await
 }
 
 #[cfg(test)]

@@ -193,6 +193,10 @@ impl Groups {
             let mut groups = self.groups.borrow_mut();
             let mut map = self.offsets.borrow_mut();
             for (group_id, committed) in map.iter_mut() {
+                // A consumer-protocol group with members keeps its offsets, as a classic one does.
+                if context.consumer_groups.membership(group_id) == Some(true) {
+                    continue;
+                }
                 let empty_since = match groups.get(group_id) {
                     Some(group) if group.state != State::Empty => continue,
                     Some(group) => Some(group.state_timestamp_ms).filter(|ms| *ms >= 0),

@@ -169,3 +169,32 @@ fn group_admin_apis() {
     ]);
     assert_encoded_walks(&OFFSET_DELETE, 0, &request);
 }
+
+#[test]
+fn consumer_group_heartbeat_and_describe() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    for version in 0..=1 {
+        let owned = TopicPartitions::default().with_topic_id(uuid::Uuid::from_u128(9)).with_partitions(vec![0, 2]);
+        let mut request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(text("g")))
+            .with_member_id(text("m"))
+            .with_member_epoch(3)
+            .with_instance_id(Some(text("i")))
+            .with_rack_id(Some(text("r")))
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(text("t")), TopicName(text("u"))]))
+            .with_server_assignor(Some(text("uniform")))
+            .with_topic_partitions(Some(vec![owned.clone(), owned]));
+        if version >= 1 {
+            request = request.with_subscribed_topic_regex(Some(text("t.*")));
+        }
+        assert_encoded_walks(&CONSUMER_GROUP_HEARTBEAT, version, &request);
+        // Every nullable field null.
+        let bare = ConsumerGroupHeartbeatRequest::default().with_group_id(GroupId(text("g")));
+        assert_encoded_walks(&CONSUMER_GROUP_HEARTBEAT, version, &bare);
+        let request = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(text("g")), GroupId(text("h"))])
+            .with_include_authorized_operations(true);
+        assert_encoded_walks(&CONSUMER_GROUP_DESCRIBE, version, &request);
+    }
+}

@@ -329,6 +329,31 @@ pub const OFFSET_DELETE: Schema = Schema {
     first_flexible_version: i16::MAX,
 };
 
+const CONSUMER_GROUP_HEARTBEAT_TOPIC: &[Field] =
+    &[always("topic_id", Kind::Uuid), always("partitions", Kind::Int32Array)];
+/// ConsumerGroupHeartbeatRequest v0–1 (flexible from v0).
+pub const CONSUMER_GROUP_HEARTBEAT: Schema = Schema {
+    fields: &[
+        always("group_id", Kind::Str),
+        always("member_id", Kind::Str),
+        always("member_epoch", Kind::I32),
+        always("instance_id", Kind::Str),
+        always("rack_id", Kind::Str),
+        always("rebalance_timeout_ms", Kind::I32),
+        always("subscribed_topic_names", Kind::StrArray),
+        since("subscribed_topic_regex", Kind::Str, 1),
+        always("server_assignor", Kind::Str),
+        always("topic_partitions", Kind::Array(CONSUMER_GROUP_HEARTBEAT_TOPIC)),
+    ],
+    first_flexible_version: 0,
+};
+
+/// ConsumerGroupDescribeRequest v0–1 (flexible from v0).
+pub const CONSUMER_GROUP_DESCRIBE: Schema = Schema {
+    fields: &[always("group_ids", Kind::StrArray), always("include_authorized_operations", Kind::I8)],
+    first_flexible_version: 0,
+};
+
 #[cfg(test)]
 #[path = "group_schema_tests.rs"]
 mod group_tests;

@@ -1,7 +1,7 @@
 //! ListGroups (key 16), versions 0–5: every group on every shard of this broker. Groups live on the
 //! shards owning their `__consumer_offsets` partitions ([`crate::group`]), so each such shard is asked
-//! once. v4 filters by state (Kafka's names, case-insensitive), v5 by type (every group here is
-//! `classic`). Groups with only committed offsets are listed as Empty with protocol type "".
+//! once. v4 filters by state (Kafka's names, case-insensitive), v5 by type (`classic`, or
+//! `consumer` for KIP-848 groups). Groups with only committed offsets are listed as Empty with protocol type "".
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,8 @@
 //! OffsetCommit (key 8), versions 2–9: committed offsets become records of `__consumer_offsets`,
 //! appended and flushed by the shard coordinating the group before the answer ([`crate::group`]).
 //! Consumers outside any group (assign(): generation -1, no member id) may commit too, as in Kafka.
+//! For a consumer-protocol group (KIP-848) the generation field is the member epoch, which must be
+//! the member's current one (`STALE_MEMBER_EPOCH`; see `group::consumer::bridge`).
 
 use bytes::Bytes;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};

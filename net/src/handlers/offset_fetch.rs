@@ -1,7 +1,8 @@
 //! OffsetFetch (key 9), versions 1–9 (v8+: several groups at once): the committed offsets kept by
 //! the shard coordinating each group ([`crate::group`]). A partition without a committed offset
 //! answers offset -1 and empty metadata, as Kafka does; a null topic list (v2+) asks for every
-//! partition the group committed.
+//! partition the group committed. v9 names the member: a consumer-protocol member must exist and
+//! send its current epoch.
 
 use bytes::Bytes;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -13,6 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{decode_checked, respond, HandlerError};
 use crate::dispatch::Answer;
+use crate::group::consumer::{self, ConsumerCall, ConsumerReply};
 use crate::group::offsets::Committed;
 use crate::group::{call_coordinator, GroupCall, GroupReply};
 use crate::guard::schemas::OFFSET_FETCH;
@@ -21,6 +23,8 @@ use crate::shard::ShardContext;
 
 /// First version with several groups.
 const FIRST_MULTI_GROUP_VERSION: i16 = 8;
+/// First version naming the member (consumer-protocol groups check its epoch).
+const FIRST_MEMBER_EPOCH_VERSION: i16 = 9;
 /// First version with a top-level error code.
 const FIRST_TOP_LEVEL_ERROR_VERSION: i16 = 2;
 
@@ -35,6 +39,16 @@ async fn fetch_group(context: &ShardContext, group: String, partitions: Option<V
         Ok(GroupReply::Fetch(fetched)) => fetched,
         Ok(_) => unreachable!("the coordinator answers a fetch with a fetch"),
         Err(code) => Err(code),
+    }
+}
+
+/// OffsetFetch v9's check of a consumer-protocol member (Kafka's `validateOffsetFetch`):
+/// `UNKNOWN_MEMBER_ID`, `STALE_MEMBER_EPOCH`, or 0 (also for classic and unknown groups).
+async fn check_member(context: &ShardContext, group: &str, member_id: &StrBytes, member_epoch: i32) -> i16 {
+    let call = ConsumerCall::ValidateFetch(group.to_string(), member_id.to_string(), member_epoch);
+    match consumer::call_coordinator(context, group, call).await {
+        Ok(ConsumerReply::Code(code)) | Err(code) => code,
+        Ok(_) => unreachable!("the coordinator answers a member check with a code"),
     }
 }
 
@@ -76,6 +90,15 @@ pub async fn handle(context: &ShardContext, header: &RequestHeader, body: Bytes)
                     .collect()
             });
             let answer = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
+            let member = group.member_id.as_ref().filter(|_| version >= FIRST_MEMBER_EPOCH_VERSION);
+            let member_code = match member {
+                Some(member_id) => check_member(context, group.group_id.as_str(), member_id, group.member_epoch).await,
+                None => 0,
+            };
+            if member_code != 0 {
+                groups.push(answer.with_error_code(member_code));
+                continue;
+            }
             let answer = match fetch_group(context, group.group_id.to_string(), wanted).await {
                 Err(code) => answer.with_error_code(code),
                 Ok(fetched) => answer.with_topics(

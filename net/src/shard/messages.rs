@@ -14,6 +14,7 @@
 //! | `DeleteRecords` | DeleteRecords handler | partition owners | move log start offsets |
 //! | `LogSizes` | DescribeLogDirs handler | partition owners | each log's size in bytes |
 //! | `Group` | group handlers (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, DeleteGroups, OffsetDelete; ListGroups to every coordinating shard) | the group's coordinating shard | group membership and committed offsets (JoinGroup and SyncGroup from other shards are parked there, see `Wake`) |
+//! | `ConsumerGroup` | ConsumerGroupHeartbeat, ConsumerGroupDescribe, OffsetFetch v9 (member check) | the group's coordinating shard | consumer-protocol groups (KIP-848); never waits |
 //! | `Drained` | every shard at shutdown | shard 0 | barrier before logs are closed |
 //!
 //! Requests that touch logs or the controller run as detached tasks ([`spawn_detached`]): a call a
@@ -63,6 +64,8 @@ pub enum ShardRequest {
     LogSizes(Vec<(uuid::Uuid, i32)>),
     /// A group call, to the shard coordinating the group.
     Group(Box<crate::group::state::Addressed>),
+    /// A consumer-protocol group call, to the shard coordinating the group.
+    ConsumerGroup(Box<crate::group::consumer::Addressed>),
     /// To shard 0 at shutdown: this shard's connections are done.
     Drained,
 }
@@ -89,6 +92,8 @@ pub enum ShardReply {
     LogSizes(Vec<Option<u64>>),
     /// The coordinator's answer to `Group`.
     Group(Box<crate::group::GroupReply>),
+    /// The coordinator's answer to `ConsumerGroup`.
+    ConsumerGroup(Box<crate::group::consumer::ConsumerReply>),
     /// The shard is stopping and could not act.
     Unavailable,
 }
@@ -133,6 +138,9 @@ async fn handle_detached(context: Rc<ShardContext>, request: ShardRequest) -> Sh
         ShardRequest::Fetch(call) => ShardReply::Fetch(fetch_owner::read(&context, call).await),
         ShardRequest::ListOffsets(call) => ShardReply::ListOffsets(list_offsets::on_owner(&context, call).await),
         ShardRequest::Group(call) => ShardReply::Group(Box::new(crate::group::on_owner(&context, *call).await)),
+        ShardRequest::ConsumerGroup(call) => {
+            ShardReply::ConsumerGroup(Box::new(crate::group::consumer::on_owner(&context, *call).await))
+        }
         ShardRequest::InstallTopics(_)
         | ShardRequest::Wake(_)
         | ShardRequest::Watch(_)

@@ -89,6 +89,8 @@ pub struct ShardContext {
     pub waiters: Waiters,
     /// The consumer groups this shard coordinates (see [`crate::group`]).
     pub groups: crate::group::Groups,
+    /// The consumer-protocol (KIP-848) groups this shard coordinates.
+    pub consumer_groups: crate::group::consumer::ConsumerGroups,
     /// Triggered when the shard shuts down.
     pub shutdown: Rc<LocalSignal>,
     topics: RefCell<Rc<TopicTable>>,
@@ -185,6 +187,7 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
         controller,
         waiters: Waiters::default(),
         groups: crate::group::Groups::default(),
+        consumer_groups: crate::group::consumer::ConsumerGroups::default(),
         shutdown: shutdown.clone(),
         topics: RefCell::new(Rc::new(setup.table)),
         drained: Cell::new(0),
@@ -234,6 +237,7 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
                 offsets_checked = Instant::now();
                 group_ticker.groups.expire_offsets(&group_ticker).await;
             }
+            group_ticker.consumer_groups.tick();
             futures_lite::future::or(sleep(crate::group::state::GROUP_TICK), group_ticker.shutdown.wait()).await;
         }
     })
