@@ -159,6 +159,26 @@ fn metrics_move_with_traffic_and_health_endpoints_answer() {
         sum(samples, "spate_consumer_group_lag", &["group=\"lagging\""]) == 7.0
     });
     assert!(sum(&samples, "spate_requests_total", &["api=\"Produce\""]) > produce_requests);
+
+    // Every series the Grafana dashboard plots exists.
+    let dashboard =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/spate-dashboard.json"))
+            .expect("the dashboard");
+    let mut names: Vec<&str> = dashboard
+        .match_indices("spate_")
+        .map(|(start, _)| {
+            let rest = &dashboard[start..];
+            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+        })
+        .filter(|name| *name != "spate_")
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        let present = samples.keys().any(|series| series.split('{').next() == Some(name));
+        assert!(present, "the dashboard plots {name}, which /metrics lacks");
+    }
 }
 
 #[test]
