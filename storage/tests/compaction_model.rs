@@ -29,12 +29,22 @@ const DELETE_RETENTION_MS: i64 = 1_000;
 #[derive(Clone, Debug)]
 enum Op {
     /// One batch: (key, value tag or tombstone) per record.
-    Append { records: Vec<(u8, Option<u8>)>, compressed: bool },
+    Append {
+        records: Vec<(u8, Option<u8>)>,
+        compressed: bool,
+    },
     Roll,
-    Advance { ms: i64 },
+    Advance {
+        ms: i64,
+    },
     /// A cleaning round; `die_after` kills the process after that many disk operations, then `mode` crashes.
-    Clean { die_after: Option<u64>, mode: CrashMode },
-    Crash { mode: CrashMode },
+    Clean {
+        die_after: Option<u64>,
+        mode: CrashMode,
+    },
+    Crash {
+        mode: CrashMode,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -65,7 +75,8 @@ fn read_records(log: &Log<MemDisk>, step: &str) -> Vec<(i64, Vec<u8>, Option<Vec
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
     while offset < end {
-        let read = block_on(log.read(offset, 1 << 20, end)).unwrap_or_else(|e| panic!("{step}: read at {offset}: {e:?}"));
+        let read =
+            block_on(log.read(offset, 1 << 20, end)).unwrap_or_else(|e| panic!("{step}: read at {offset}: {e:?}"));
         if read.batches.is_empty() {
             break;
         }
@@ -100,7 +111,15 @@ impl Harness {
         };
         let disk = MemDisk::new(seed);
         let log = open_log(&disk, &config, BASE_TIME_MS);
-        Harness { disk, log: Some(log), config, now_ms: BASE_TIME_MS, model: BTreeMap::new(), tag: 0, step: String::new() }
+        Harness {
+            disk,
+            log: Some(log),
+            config,
+            now_ms: BASE_TIME_MS,
+            model: BTreeMap::new(),
+            tag: 0,
+            step: String::new(),
+        }
     }
 
     fn log(&self) -> &Log<MemDisk> {
@@ -125,7 +144,12 @@ impl Harness {
             records.iter().map(|(_, value)| value.map(|v| format!("value-{}-{v}", self.tag).into_bytes())).collect();
         let mut builder = BatchBuilder::default();
         for (key, value) in keys.iter().zip(&values) {
-            builder.push(&RecordSpec { key: Some(key), value: value.as_deref(), headers: &[], timestamp_ms: self.now_ms });
+            builder.push(&RecordSpec {
+                key: Some(key),
+                value: value.as_deref(),
+                headers: &[],
+                timestamp_ms: self.now_ms,
+            });
         }
         let codec = if compressed { Compression::Lz4 } else { Compression::None };
         let batch = builder.finish(BatchOptions::default(), codec).expect("batch");
@@ -171,9 +195,8 @@ impl Harness {
         for (at, record) in &self.model {
             latest.insert(&record.key, *at);
         }
-        let expired_tombstone = |record: &ModelRecord| {
-            record.value.is_none() && self.now_ms - record.timestamp_ms > DELETE_RETENTION_MS
-        };
+        let expired_tombstone =
+            |record: &ModelRecord| record.value.is_none() && self.now_ms - record.timestamp_ms > DELETE_RETENTION_MS;
         for (at, record) in &self.model {
             let latest_at = latest[&record.key[..]];
             if present_at.contains_key(at) {
@@ -188,7 +211,10 @@ impl Harness {
         for (key, &latest_at) in &latest {
             if !present_at.contains_key(&latest_at) {
                 let left: Vec<i64> = present.iter().filter(|(_, k, _)| &k[..] == *key).map(|(at, _, _)| *at).collect();
-                assert!(left.is_empty(), "{step}: tombstone {latest_at} is gone but older records {left:?} of its key came back");
+                assert!(
+                    left.is_empty(),
+                    "{step}: tombstone {latest_at} is gone but older records {left:?} of its key came back"
+                );
             }
         }
         if completed_round {
@@ -196,7 +222,10 @@ impl Harness {
             let mut seen: BTreeMap<&[u8], i64> = BTreeMap::new();
             for (at, key, _) in present.iter().filter(|(at, _, _)| *at < checkpoint) {
                 if let Some(earlier) = seen.insert(key, *at) {
-                    panic!("{step}: key {:?} at {earlier} and {at}, both below the checkpoint {checkpoint}", String::from_utf8_lossy(key));
+                    panic!(
+                        "{step}: key {:?} at {earlier} and {at}, both below the checkpoint {checkpoint}",
+                        String::from_utf8_lossy(key)
+                    );
                 }
             }
         }

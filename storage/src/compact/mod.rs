@@ -163,8 +163,7 @@ impl<D: Disk> Log<D> {
         if total == 0 {
             return false;
         }
-        let ratio_reached =
-            section.dirty_bytes as f64 / total as f64 >= state.config.min_cleanable_dirty_ratio;
+        let ratio_reached = section.dirty_bytes as f64 / total as f64 >= state.config.min_cleanable_dirty_ratio;
         let lag_passed = section
             .dirty_since_ms
             .is_some_and(|since| now_ms.saturating_sub(since) > state.config.max_compaction_lag_ms);
@@ -184,7 +183,10 @@ impl<D: Disk> Log<D> {
             let mut state = self.state();
             state.check_writable()?;
             if !state.config.compact || state.cleaner.running || state.cleaner.uncleanable {
-                return Ok(CleanStats { first_dirty_offset: state.cleaner.first_dirty_offset, ..CleanStats::default() });
+                return Ok(CleanStats {
+                    first_dirty_offset: state.cleaner.first_dirty_offset,
+                    ..CleanStats::default()
+                });
             }
             state.cleaner.running = true;
             section(&state, now_ms)
@@ -256,7 +258,9 @@ impl<D: Disk> Log<D> {
 
         let new_first_dirty = first_dirty_offset.max(end_offset);
         let checkpoint = format!("{new_first_dirty} {tombstones_due_ms}");
-        if let Err(error) = self.disk.write_file_atomic(&self.dir.join(CLEANER_CHECKPOINT_FILE), checkpoint.as_bytes()).await {
+        if let Err(error) =
+            self.disk.write_file_atomic(&self.dir.join(CLEANER_CHECKPOINT_FILE), checkpoint.as_bytes()).await
+        {
             let mut state = self.state();
             return Err(self.fail(&mut state, "writing the cleaner checkpoint", error));
         }
@@ -345,8 +349,8 @@ impl<D: Disk> Log<D> {
                     keep
                 })?;
                 if kept_tombstone {
-                    tombstones_due_ms =
-                        tombstones_due_ms.min(header.max_timestamp.saturating_add(config.delete_retention_ms).saturating_add(1));
+                    tombstones_due_ms = tombstones_due_ms
+                        .min(header.max_timestamp.saturating_add(config.delete_retention_ms).saturating_add(1));
                 }
                 match filtered {
                     Filtered::Unchanged => kept.push(bytes.to_vec()),
@@ -405,7 +409,12 @@ impl<D: Disk> Log<D> {
 
     /// Replaces the group's segments with `cleaned`, on disk and in memory, unless retention or DeleteRecords
     /// removed one of them meanwhile (then the cleaned files are dropped).
-    async fn swap_in(&self, group: &[SectionSegment<D::File>], cleaned: Segment<D::File>, end: i64) -> Result<(), ErrorCode> {
+    async fn swap_in(
+        &self,
+        group: &[SectionSegment<D::File>],
+        cleaned: Segment<D::File>,
+        end: i64,
+    ) -> Result<(), ErrorCode> {
         let base = cleaned.base_offset;
         let _files = self.lock_segment_files().await;
         let unchanged = {

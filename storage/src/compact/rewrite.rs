@@ -68,7 +68,8 @@ pub(crate) fn filter_batch(
         let end = position.checked_add(length).filter(|&end| end <= records.len()).ok_or(ErrorCode::CorruptMessage)?;
         let raw = &records[start..end];
         position = end;
-        let record = RecordIter::new(raw).next().ok_or(ErrorCode::CorruptMessage)?.map_err(|_| ErrorCode::CorruptMessage)?;
+        let record =
+            RecordIter::new(raw).next().ok_or(ErrorCode::CorruptMessage)?.map_err(|_| ErrorCode::CorruptMessage)?;
         total += 1;
         if keep(header.base_offset + i64::from(record.offset_delta), &record) {
             max_timestamp = max_timestamp.max(header.base_timestamp + record.timestamp_delta);
@@ -179,7 +180,13 @@ mod tests {
             let value = (i != 1).then_some(value.as_bytes());
             builder.push(&RecordSpec { key: Some(&key[..]), value, headers: &[], timestamp_ms: 100 + i as i64 });
         }
-        let options = BatchOptions { base_offset: 40, producer_id: 7, producer_epoch: 1, base_sequence: 3, ..BatchOptions::default() };
+        let options = BatchOptions {
+            base_offset: 40,
+            producer_id: 7,
+            producer_epoch: 1,
+            base_sequence: 3,
+            ..BatchOptions::default()
+        };
         builder.finish(options, compression).unwrap()
     }
 
@@ -191,7 +198,8 @@ mod tests {
             let all = filter_batch(&header, &original, 1 << 20, |_, _| true).unwrap();
             assert_eq!(all, Filtered::Unchanged);
             assert_eq!(filter_batch(&header, &original, 1 << 20, |_, _| false).unwrap(), Filtered::Dropped);
-            let Filtered::Rebuilt(rebuilt) = filter_batch(&header, &original, 1 << 20, |offset, _| offset != 40).unwrap()
+            let Filtered::Rebuilt(rebuilt) =
+                filter_batch(&header, &original, 1 << 20, |offset, _| offset != 40).unwrap()
             else {
                 panic!("expected a rebuilt batch");
             };

@@ -87,7 +87,10 @@ pub(crate) async fn recover<D: Disk>(disk: &D, dir: &Path) -> io::Result<()> {
         let Some(base) = name.strip_suffix(SWAP_SUFFIX).and_then(parse_segment_name) else { continue };
         let end = disk.read_file(&swap_end_path(dir, base)).await?;
         let end = std::str::from_utf8(&end).ok().and_then(|text| text.trim().parse::<i64>().ok()).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("unreadable swap end for segment {base} in {}", dir.display()))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unreadable swap end for segment {base} in {}", dir.display()),
+            )
         })?;
         tracing::warn!(dir = %dir.display(), base_offset = base, end, "completing an interrupted cleaner swap");
         complete_swap(disk, dir, base, end).await?;
