@@ -72,10 +72,9 @@ fn produce(broker: &Broker, produced: &mut Produced, records: &[(String, Option<
     let output = kcat_with_input(&args, Some(input.as_bytes()));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && !stderr.contains("failed"), "kcat -P: {stderr}\nspate:\n{}", broker.stderr());
-    let mut next = produced.keys().next_back().map_or(0, |last| last + 1);
-    for record in records {
-        produced.insert(next, record.clone());
-        next += 1;
+    let first = produced.keys().next_back().map_or(0, |last| last + 1);
+    for (offset, record) in (first..).zip(records) {
+        produced.insert(offset, record.clone());
     }
 }
 
