@@ -280,7 +280,7 @@ fn configs_are_described_altered_and_survive_restarts() {
     for version in 1..=4 {
         let result = describe(&mut client, version, 2, "c", None);
         assert_eq!(result.error_code, 0);
-        assert_eq!(result.configs.len(), 13, "every key");
+        assert_eq!(result.configs.len(), 17, "every key");
         assert_eq!(value(&result, "retention.ms"), ("604800000".into(), 5));
         assert_eq!(value(&result, "flush.messages"), ("1".into(), 4), "from the broker config");
     }
