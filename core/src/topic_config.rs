@@ -28,6 +28,14 @@ pub const SEGMENT_BYTES: &str = "segment.bytes";
 pub const SEGMENT_MS: &str = "segment.ms";
 /// `cleanup.policy`.
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
+/// `delete.retention.ms`.
+pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
+/// `min.cleanable.dirty.ratio`.
+pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
+/// `min.compaction.lag.ms`.
+pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
+/// `max.compaction.lag.ms`.
+pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
 /// `max.message.bytes`.
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 /// `message.timestamp.type`.
@@ -55,17 +63,21 @@ pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
 pub const ACKS_ALL_FLUSH: &str = "spate.acks.all.flush";
 
 /// Every key a topic config may set, in the order Spate lists them.
-pub const KEYS: [&str; 16] = [
+pub const KEYS: [&str; 20] = [
     CLEANUP_POLICY,
     COMPRESSION_GZIP_LEVEL,
     COMPRESSION_LZ4_LEVEL,
     COMPRESSION_TYPE,
     COMPRESSION_ZSTD_LEVEL,
+    DELETE_RETENTION_MS,
     FLUSH_MESSAGES,
     FLUSH_MS,
     INDEX_INTERVAL_BYTES,
+    MAX_COMPACTION_LAG_MS,
     MAX_MESSAGE_BYTES,
     MESSAGE_TIMESTAMP_TYPE,
+    MIN_CLEANABLE_DIRTY_RATIO,
+    MIN_COMPACTION_LAG_MS,
     MIN_INSYNC_REPLICAS,
     RETENTION_BYTES,
     RETENTION_MS,
@@ -74,9 +86,9 @@ pub const KEYS: [&str; 16] = [
     ACKS_ALL_FLUSH,
 ];
 
-/// Keys whose values are validated and stored but whose behaviour Spate does not implement yet:
-/// `cleanup.policy=compact` (no compaction: compact-only topics keep everything).
-pub const NOT_YET_ENFORCED: [&str; 1] = [CLEANUP_POLICY];
+/// Keys whose values are validated and stored but whose behaviour Spate does not implement yet: none at
+/// the moment (the list stays so that a key added before its behaviour is flagged at topic creation).
+pub const NOT_YET_ENFORCED: [&str; 0] = [];
 
 /// Kafka's "unset" value of `flush.messages` and `flush.ms` (Long.MAX_VALUE).
 pub const FLUSH_UNSET: i64 = i64::MAX;
@@ -86,7 +98,7 @@ pub const FLUSH_UNSET: i64 = i64::MAX;
 pub enum CleanupPolicy {
     /// `delete`: retention by time and size.
     Delete,
-    /// `compact`: keep the latest record per key (not implemented: nothing is deleted).
+    /// `compact`: keep the latest record per key (the log cleaner).
     Compact,
     /// `compact,delete` (either order): both.
     CompactDelete,
@@ -96,6 +108,11 @@ impl CleanupPolicy {
     /// Whether retention deletes segments under this policy.
     pub fn deletes(self) -> bool {
         matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+
+    /// Whether the log cleaner compacts logs under this policy.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
     }
 
     fn as_str(self) -> &'static str {
@@ -153,6 +170,10 @@ pub struct TopicConfig {
     pub segment_bytes: i32,
     pub segment_ms: i64,
     pub cleanup_policy: CleanupPolicy,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
     pub max_message_bytes: i32,
     pub message_timestamp_type: TimestampType,
     pub compression_type: CompressionType,
@@ -177,6 +198,10 @@ impl Default for TopicConfig {
             segment_bytes: 1_073_741_824,
             segment_ms: 604_800_000,
             cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             compression_type: CompressionType::Producer,
@@ -257,6 +282,19 @@ fn parse_int_between(key: &str, value: &str, at_least: i32, at_most: i32) -> Res
     Ok(parsed)
 }
 
+fn parse_ratio(key: &str, value: &str) -> Result<f64, InvalidConfig> {
+    let parsed: f64 = value.trim().parse().map_err(|_| {
+        InvalidConfig::new(key, format!("Invalid value {value} for configuration {key}: Not a number of type DOUBLE"))
+    })?;
+    if !(0.0..=1.0).contains(&parsed) {
+        return Err(InvalidConfig::new(
+            key,
+            format!("Invalid value {parsed} for configuration {key}: Value must be no more than 1"),
+        ));
+    }
+    Ok(parsed)
+}
+
 fn one_of<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T, InvalidConfig> {
     let trimmed = value.trim();
     choices.iter().find(|(name, _)| trimmed.eq_ignore_ascii_case(name)).map(|(_, choice)| *choice).ok_or_else(|| {
@@ -279,6 +317,10 @@ impl TopicConfig {
             SEGMENT_BYTES => self.segment_bytes = parse_int(key, value, 14)?,
             SEGMENT_MS => self.segment_ms = parse_long(key, value, 1)?,
             CLEANUP_POLICY => self.cleanup_policy = parse_cleanup_policy(value)?,
+            DELETE_RETENTION_MS => self.delete_retention_ms = parse_long(key, value, 0)?,
+            MIN_CLEANABLE_DIRTY_RATIO => self.min_cleanable_dirty_ratio = parse_ratio(key, value)?,
+            MIN_COMPACTION_LAG_MS => self.min_compaction_lag_ms = parse_long(key, value, 0)?,
+            MAX_COMPACTION_LAG_MS => self.max_compaction_lag_ms = parse_long(key, value, 1)?,
             MAX_MESSAGE_BYTES => self.max_message_bytes = parse_int(key, value, 0)?,
             MESSAGE_TIMESTAMP_TYPE => {
                 self.message_timestamp_type = one_of(
@@ -333,6 +375,11 @@ impl TopicConfig {
             SEGMENT_BYTES => self.segment_bytes.to_string(),
             SEGMENT_MS => self.segment_ms.to_string(),
             CLEANUP_POLICY => self.cleanup_policy.as_str().to_owned(),
+            DELETE_RETENTION_MS => self.delete_retention_ms.to_string(),
+            // `{:?}` keeps Kafka's spelling of whole doubles ("1.0", not "1").
+            MIN_CLEANABLE_DIRTY_RATIO => format!("{:?}", self.min_cleanable_dirty_ratio),
+            MIN_COMPACTION_LAG_MS => self.min_compaction_lag_ms.to_string(),
+            MAX_COMPACTION_LAG_MS => self.max_compaction_lag_ms.to_string(),
             MAX_MESSAGE_BYTES => self.max_message_bytes.to_string(),
             MESSAGE_TIMESTAMP_TYPE => match self.message_timestamp_type {
                 TimestampType::CreateTime => "CreateTime".to_owned(),
@@ -492,6 +539,10 @@ mod tests {
             (SEGMENT_BYTES, "1073741824"),
             (SEGMENT_MS, "604800000"),
             (CLEANUP_POLICY, "delete"),
+            (DELETE_RETENTION_MS, "86400000"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "0.5"),
+            (MIN_COMPACTION_LAG_MS, "0"),
+            (MAX_COMPACTION_LAG_MS, "9223372036854775807"),
             (MAX_MESSAGE_BYTES, "1048588"),
             (MESSAGE_TIMESTAMP_TYPE, "CreateTime"),
             (COMPRESSION_TYPE, "producer"),
@@ -523,6 +574,9 @@ mod tests {
             (FLUSH_MS, "0", "0"),
             (ACKS_ALL_FLUSH, "FALSE", "false"),
             (SEGMENT_BYTES, "14", "14"),
+            (MIN_CLEANABLE_DIRTY_RATIO, " 0.01", "0.01"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "1", "1.0"),
+            (DELETE_RETENTION_MS, "0", "0"),
         ] {
             config.set(key, value).unwrap();
             assert_eq!(config.get(key).as_deref(), Some(normalized), "{key}={value}");
@@ -548,6 +602,10 @@ mod tests {
             (FLUSH_MESSAGES, "0"),
             (FLUSH_MS, "-1"),
             (ACKS_ALL_FLUSH, "yes"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "1.5"),
+            (MIN_CLEANABLE_DIRTY_RATIO, "-0.1"),
+            (DELETE_RETENTION_MS, "-1"),
+            (MAX_COMPACTION_LAG_MS, "0"),
             ("retention.hours", "1"),
         ] {
             let error = config.set(key, value).unwrap_err();

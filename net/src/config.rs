@@ -21,6 +21,7 @@
 //! memory_budget_bytes_per_shard = 536870912 # requests and responses in flight; default: physical
 //!                                           # RAM / 4 / shards, within 64 MiB..=512 MiB
 //! retention_check_interval_ms = 300000 # how often retention runs (log.retention.check.interval.ms)
+//! log_cleaner_backoff_ms = 15000       # how often each shard looks for a compacted log to clean (log.cleaner.backoff.ms)
 //! io_ring_depth = 128                  # entries of each shard's io_uring rings (glommio's default 128)
 //! io_memory_bytes_per_shard = 10485760 # I/O memory registered with io_uring per shard (glommio's 10 MiB)
 //! spin_before_park_us = 50             # an idle shard polls this long before sleeping; 0 never polls
@@ -82,6 +83,8 @@ pub const DEFAULT_OFFSETS_RETENTION_MINUTES: f64 = 10_080.0;
 pub const DEFAULT_OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;
 /// Default `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`).
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
+/// Default `log_cleaner_backoff_ms` (Kafka's `log.cleaner.backoff.ms`).
+pub const DEFAULT_LOG_CLEANER_BACKOFF_MS: u64 = 15_000;
 
 /// A setting that is missing its file, does not parse, or makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +144,8 @@ pub struct Settings {
     pub batch_cache_bytes_per_shard: Option<usize>,
     /// How often retention runs, in milliseconds.
     pub retention_check_interval_ms: Option<u64>,
+    /// How often each shard looks for a compacted log to clean, in milliseconds.
+    pub log_cleaner_backoff_ms: Option<u64>,
     /// Memory budget of each shard for requests and responses, in bytes.
     pub memory_budget_bytes_per_shard: Option<usize>,
     /// Entries of each shard's io_uring rings.
@@ -197,6 +202,7 @@ impl Settings {
                 .or(self.offsets_retention_check_interval_ms),
             batch_cache_bytes_per_shard: overrides.batch_cache_bytes_per_shard.or(self.batch_cache_bytes_per_shard),
             retention_check_interval_ms: overrides.retention_check_interval_ms.or(self.retention_check_interval_ms),
+            log_cleaner_backoff_ms: overrides.log_cleaner_backoff_ms.or(self.log_cleaner_backoff_ms),
             memory_budget_bytes_per_shard: overrides
                 .memory_budget_bytes_per_shard
                 .or(self.memory_budget_bytes_per_shard),
@@ -383,6 +389,7 @@ impl Settings {
         if retention_check_interval_ms == 0 {
             return Err(ConfigError("retention_check_interval_ms must be at least 1".into()));
         }
+        let log_cleaner_backoff_ms = self.log_cleaner_backoff_ms.unwrap_or(DEFAULT_LOG_CLEANER_BACKOFF_MS).max(1);
         let io_ring_depth = self.io_ring_depth;
         if io_ring_depth.is_some_and(|depth| !(1..=IO_RING_DEPTH_MAX).contains(&depth)) {
             return Err(ConfigError(format!("io_ring_depth must be 1..={IO_RING_DEPTH_MAX}")));
@@ -434,6 +441,7 @@ impl Settings {
             },
             batch_cache_bytes_per_shard: self.batch_cache_bytes_per_shard,
             retention_check_interval: Duration::from_millis(retention_check_interval_ms),
+            log_cleaner_backoff: Duration::from_millis(log_cleaner_backoff_ms),
             memory_budget_bytes_per_shard: self.memory_budget_bytes_per_shard,
             io_ring_depth,
             io_memory_bytes_per_shard: self.io_memory_bytes_per_shard,
@@ -475,6 +483,8 @@ pub struct ServeConfig {
     pub batch_cache_bytes_per_shard: Option<usize>,
     /// How often retention runs.
     pub retention_check_interval: Duration,
+    /// How often each shard looks for a compacted log to clean (`log_cleaner_backoff_ms`).
+    pub log_cleaner_backoff: Duration,
     /// Request and response memory budget per shard; `None`: [`default_memory_budget_bytes`].
     pub memory_budget_bytes_per_shard: Option<usize>,
     /// io_uring ring depth per shard; `None`: glommio's default.

@@ -191,6 +191,7 @@ pub fn run(config: ServeConfig, shutdown: Shutdown) -> Result<(), ServeError> {
             table,
             cache_bytes,
             retention_check_interval: config.retention_check_interval,
+            log_cleaner_backoff: config.log_cleaner_backoff,
             group_commit_window: config.group_commit_window,
             max_inflight_writes_per_shard: config.max_inflight_writes_per_shard,
             metrics,

@@ -126,6 +126,18 @@ impl BatchCache {
         }
     }
 
+    /// Drops batches whose base offset lies in `from..to` (the cleaner replaced those segments).
+    pub fn evict_range(&self, log: LogId, from: i64, to: i64) {
+        let mut inner = self.inner.borrow_mut();
+        let doomed: Vec<i64> = match inner.logs.get(&log) {
+            Some(batches) => batches.range(from..to).map(|(&base, _)| base).collect(),
+            None => return,
+        };
+        for base in doomed {
+            inner.remove(log, base);
+        }
+    }
+
     /// Drops every batch of `log` (the log closed or failed).
     pub fn drop_log(&self, log: LogId) {
         let mut inner = self.inner.borrow_mut();
@@ -218,6 +230,10 @@ mod tests {
         assert_eq!(cache.read(log, 49, 1_000, 100), None);
         assert!(cache.read(log, 50, 1_000, 100).is_some());
         assert_eq!(cache.stats().used_bytes, 50);
+        cache.evict_range(log, 60, 80);
+        assert_eq!(cache.read(log, 65, 1_000, 100), None);
+        assert_eq!(cache.read(log, 50, 1_000, 100).map(|b| b.len()), Some(1), "a gap ends the read");
+        assert!(cache.read(log, 80, 1_000, 100).is_some());
         cache.drop_log(log);
         assert_eq!(cache.stats().used_bytes, 0);
     }

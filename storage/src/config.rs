@@ -49,6 +49,20 @@ pub struct LogConfig {
     /// for more appenders to join it. 0 (the default): no timer, one yield, so only the appenders already
     /// woken share it.
     pub group_commit_window_us: u64,
+    /// `cleanup.policy` includes `compact`: the cleaner keeps only the latest record per key.
+    pub compact: bool,
+    /// `delete.retention.ms`: how long a tombstone (null value) survives cleaning, from its batch's max timestamp.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: clean once dirty bytes / cleanable bytes reach this.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a sealed segment whose newest timestamp is younger than this is not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: dirty data older than this is cleaned whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// Broker-wide (not a Kafka topic config): the most keys one cleaning round maps (Kafka sizes this by
+    /// `log.cleaner.dedupe.buffer.size`); a round that would map more stops at a segment boundary and the next
+    /// round continues from there.
+    pub cleaner_map_entries: usize,
 }
 
 impl Default for LogConfig {
@@ -67,6 +81,12 @@ impl Default for LogConfig {
             preallocate_bytes: 32 << 20,
             write_buffer_bytes: 1 << 20,
             group_commit_window_us: 0,
+            compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            cleaner_map_entries: 1 << 20,
         }
     }
 }

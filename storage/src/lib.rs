@@ -7,6 +7,7 @@
 //! argument.
 
 pub mod cache;
+mod compact;
 pub mod config;
 pub mod disk;
 pub mod index;
@@ -21,6 +22,7 @@ mod writer;
 mod yield_now;
 
 pub use cache::{BatchCache, CacheStats};
+pub use compact::{CleanStats, CLEANER_CHECKPOINT_FILE};
 pub use config::{FlushPolicy, LogConfig};
 pub use log::{AppendInfo, Log};
 pub use open::{OpenError, CLEAN_SHUTDOWN_MARKER, LOG_START_OFFSET_FILE};

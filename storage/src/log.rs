@@ -61,6 +61,10 @@ pub(crate) struct LogState<F: DiskFile> {
     /// Set by the first I/O error; the log then refuses writes.
     pub failure: Option<String>,
     pub last_flush_ms: i64,
+    /// The cleaner's checkpoint and whether a round runs (`compact/`).
+    pub cleaner: crate::compact::CleanerState,
+    /// Held while segment files are removed or swapped ([`Log::lock_segment_files`]).
+    pub segment_files_busy: bool,
 }
 
 impl<F: DiskFile> LogState<F> {
@@ -580,6 +584,35 @@ impl<D: Disk> Log<D> {
             }
             Err((what, error)) => Err(self.fail(&mut state, what, error)),
         }
+    }
+}
+
+/// Exclusive right to remove or replace sealed segment files (retention, DeleteRecords, the cleaner's swap),
+/// so that a swap never races a deletion of the same files.
+pub(crate) struct SegmentFilesGuard<'a, D: Disk> {
+    log: &'a Log<D>,
+}
+
+impl<D: Disk> Log<D> {
+    pub(crate) async fn lock_segment_files(&self) -> SegmentFilesGuard<'_, D> {
+        loop {
+            let listener = self.changed.listen();
+            {
+                let mut state = self.state();
+                if !state.segment_files_busy {
+                    state.segment_files_busy = true;
+                    return SegmentFilesGuard { log: self };
+                }
+            }
+            listener.await;
+        }
+    }
+}
+
+impl<D: Disk> Drop for SegmentFilesGuard<'_, D> {
+    fn drop(&mut self) {
+        self.log.state().segment_files_busy = false;
+        self.log.changed.notify(usize::MAX);
     }
 }
 

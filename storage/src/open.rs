@@ -77,6 +77,8 @@ impl<D: Disk> Log<D> {
     ) -> Result<Log<D>, OpenError> {
         let config = sanitize(config);
         disk.create_dir_all(&dir).await?;
+        crate::compact::recover_swaps(&disk, &dir).await?;
+        let cleaner = crate::compact::load_checkpoint(&disk, &dir).await?;
         let names = disk.list_dir(&dir).await?;
         let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_MARKER);
         let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
@@ -173,6 +175,8 @@ impl<D: Disk> Log<D> {
                 rolling: false,
                 failure: None,
                 last_flush_ms: now_ms,
+                cleaner,
+                segment_files_busy: false,
             }),
         })
     }

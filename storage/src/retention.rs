@@ -2,7 +2,7 @@
 //! are never reused.
 
 use crate::disk::Disk;
-use crate::log::Log;
+use crate::log::{Log, SegmentFilesGuard};
 use crate::open::LOG_START_OFFSET_FILE;
 use crate::segment::{segment_path, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use spate_core::ErrorCode;
@@ -26,6 +26,8 @@ impl<D: Disk> Log<D> {
         if roll_first {
             self.roll(now_ms).await?;
         }
+        // Held from the decision to the removal, so the cleaner cannot merge a doomed segment with a kept one.
+        let files = self.lock_segment_files().await;
         let doomed: Vec<i64> = {
             let state = self.state.borrow();
             let config = &state.config;
@@ -46,7 +48,7 @@ impl<D: Disk> Log<D> {
             }
             doomed
         };
-        self.delete_segments(&doomed).await?;
+        self.delete_segments(&files, &doomed).await?;
         Ok(doomed.len())
     }
 
@@ -54,6 +56,7 @@ impl<D: Disk> Log<D> {
     /// segments wholly below it. The new start is persisted before anything is deleted. Returns the new log
     /// start offset.
     pub async fn delete_records_before(&self, offset: i64) -> Result<i64, ErrorCode> {
+        let files = self.lock_segment_files().await;
         let (new_start, doomed) = {
             let state = self.state.borrow();
             state.check_writable()?;
@@ -79,11 +82,12 @@ impl<D: Disk> Log<D> {
             state.high_watermark = state.high_watermark.max(new_start);
         }
         self.cache.evict_below(self.id, new_start);
-        self.delete_segments(&doomed).await?;
+        self.delete_segments(&files, &doomed).await?;
         Ok(new_start)
     }
 
-    async fn delete_segments(&self, bases: &[i64]) -> Result<(), ErrorCode> {
+    /// Deletes sealed segments; the caller holds the segment-files lock (`_files`) since it chose them.
+    async fn delete_segments(&self, _files: &SegmentFilesGuard<'_, D>, bases: &[i64]) -> Result<(), ErrorCode> {
         if bases.is_empty() {
             return Ok(());
         }

@@ -7,7 +7,8 @@
 //!   [`CoreSpec`] for the `--cores` syntax), joins them into the mesh, and reports how they end.
 //! - [`Shard`]: a shard's own handle — its [`ShardId`], and [`Shard::call`] / [`Shard::serve`], a
 //!   request/reply call to another shard over glommio's channel mesh.
-//! - [`spawn_local`], [`spawn_detached`], [`sleep`], [`timeout`]: tasks and time on the current shard.
+//! - [`spawn_local`], [`spawn_detached`], [`sleep`], [`timeout`]: tasks and time on the current shard;
+//!   [`spawn_background`]: a detached task in the shard's low-priority queue (the log cleaner).
 //! - [`tcp`]: SO_REUSEPORT listeners bound once for all shards, and accepted connections as
 //!   `futures-io` streams.
 //! - [`Shutdown`]: a signal any thread can trigger and any shard can await.
@@ -70,7 +71,13 @@ impl fmt::Display for ShardId {
 
 thread_local! {
     static CURRENT_SHARD: Cell<Option<ShardId>> = const { Cell::new(None) };
+    /// The shard's background task queue, created on first use.
+    static BACKGROUND_QUEUE: Cell<Option<glommio::TaskQueueHandle>> = const { Cell::new(None) };
 }
+
+/// CPU shares of the background queue against the default queue's 1000: when both have work, background
+/// tasks get about 1/11 of the shard.
+const BACKGROUND_SHARES: usize = 100;
 
 /// The shard this thread runs, or `None` outside a [`ShardPool`].
 pub fn current_shard() -> Option<ShardId> {
@@ -126,6 +133,31 @@ impl<T> Future for Detached<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// Like [`spawn_detached`], in the shard's background task queue: few shares and no latency promise, so
+/// that long work (log cleaning) runs in the time the request path leaves.
+///
+/// # Panics
+/// Outside a shard's executor.
+pub fn spawn_background<T: 'static>(future: impl Future<Output = T> + 'static) -> Detached<T> {
+    let queue = BACKGROUND_QUEUE.with(|queue| match queue.get() {
+        Some(handle) => handle,
+        None => {
+            let handle = glommio::executor().create_task_queue(
+                glommio::Shares::Static(BACKGROUND_SHARES),
+                glommio::Latency::NotImportant,
+                "background",
+            );
+            queue.set(Some(handle));
+            handle
+        }
+    });
+    // Only a queue unknown to this executor is refused, and this one was made on it (same thread).
+    match glommio::spawn_local_into(future, queue) {
+        Ok(task) => Detached(task.detach()),
+        Err(error) => panic!("the shard's background task queue is gone: {error}"),
     }
 }
 

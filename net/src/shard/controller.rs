@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use event_listener::Event;
-use spate_core::topic_config::ConfigEntry;
+use spate_core::topic_config::{ConfigEntry, NOT_YET_ENFORCED};
 use spate_core::ErrorCode;
 use tracing::{error, info, warn};
 use uuid::Uuid;
@@ -205,8 +205,8 @@ impl Controller {
         let overrides = defaults
             .validate_overrides(spec.configs.iter().map(|(key, value)| (key.as_str(), value.as_deref())))
             .map_err(|invalid| (ErrorCode::InvalidConfig, invalid.message))?;
-        for key in spate_core::topic_config::NOT_YET_ENFORCED {
-            if let Some(value) = overrides.get(key).filter(|value| value.as_str() != "delete") {
+        for key in NOT_YET_ENFORCED {
+            if let Some(value) = overrides.get(key) {
                 warn!(topic = name, "{key}={value} is stored but not enforced yet (see README)");
             }
         }

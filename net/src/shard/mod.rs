@@ -65,6 +65,8 @@ pub struct ShardSetup {
     pub cache_bytes: usize,
     /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval: Duration,
+    /// How often compacted logs are checked for cleaning (Kafka's `log.cleaner.backoff.ms`).
+    pub log_cleaner_backoff: Duration,
     /// Every log's group-commit window (`group_commit_window_us`).
     pub group_commit_window: Duration,
     /// Direct writes in flight at once over the shard's logs (`max_inflight_writes_per_shard`; 0: no cap).
@@ -207,10 +209,12 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
     });
     let ticker = context.clone();
     let interval = setup.retention_check_interval;
+    let cleaner_backoff = setup.log_cleaner_backoff;
     spawn_local(async move {
         let mut last_retention = Instant::now();
         let mut last_metrics = Instant::now();
         ticker.publish_metrics();
+        let mut last_cleaner_check = Instant::now();
         while !ticker.shutdown.is_triggered() && !ticker.partitions.is_closing() {
             if last_metrics.elapsed() >= METRICS_INTERVAL {
                 last_metrics = Instant::now();
@@ -221,6 +225,10 @@ pub async fn start(shard: ShardHandle, setup: ShardSetup, shutdown: Rc<LocalSign
                 last_retention = Instant::now();
             }
             ticker.partitions.tick(due).await;
+            if last_cleaner_check.elapsed() >= cleaner_backoff {
+                last_cleaner_check = Instant::now();
+                ticker.partitions.start_cleaning();
+            }
             futures_lite::future::or(sleep(TICK_INTERVAL), ticker.shutdown.wait()).await;
         }
     })

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use spate_core::runtime::{spawn_detached, ShardId};
+use spate_core::runtime::{spawn_background, spawn_detached, ShardId};
 use spate_core::topic_config::{TopicConfig, TopicDefaults};
 use spate_core::ErrorCode;
 use storage::disk::dma::DmaDisk;
@@ -54,7 +54,13 @@ pub async fn run_log_op<T: 'static>(operation: impl Future<Output = T> + 'static
 pub fn log_config(config: &TopicConfig) -> LogConfig {
     LogConfig {
         segment_bytes: u64::try_from(config.segment_bytes).unwrap_or(0),
-        segment_ms: config.segment_ms,
+        // Kafka rolls a compacted log by max.compaction.lag.ms too, so the active segment cannot hold dirty
+        // data past the lag (the active segment is never cleaned).
+        segment_ms: if config.cleanup_policy.compacts() {
+            config.segment_ms.min(config.max_compaction_lag_ms)
+        } else {
+            config.segment_ms
+        },
         retention_ms: config.retention_ms,
         retention_bytes: config.retention_bytes,
         index_interval_bytes: u32::try_from(config.index_interval_bytes).unwrap_or(0),
@@ -62,6 +68,11 @@ pub fn log_config(config: &TopicConfig) -> LogConfig {
         flush_messages: config.flush_messages,
         flush_ms: config.flush_ms,
         message_timestamp_type: config.message_timestamp_type,
+        compact: config.cleanup_policy.compacts(),
+        delete_retention_ms: config.delete_retention_ms,
+        min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio,
+        min_compaction_lag_ms: config.min_compaction_lag_ms,
+        max_compaction_lag_ms: config.max_compaction_lag_ms,
         ..LogConfig::default()
     }
 }
@@ -95,7 +106,9 @@ pub struct Partitions {
     /// The broker's `group_commit_window_us`, set on every log this shard opens.
     group_commit_window_us: u64,
     map: RefCell<HashMap<(Uuid, i32), Rc<Partition>>>,
-    closing: Cell<bool>,
+    closing: Rc<Cell<bool>>,
+    /// A cleaning round runs on this shard (at most one at a time).
+    cleaning: Rc<Cell<bool>>,
 }
 
 impl Partitions {
@@ -119,7 +132,8 @@ impl Partitions {
             defaults,
             group_commit_window_us: u64::try_from(group_commit_window.as_micros()).unwrap_or(u64::MAX),
             map: RefCell::new(HashMap::new()),
-            closing: Cell::new(false),
+            closing: Rc::new(Cell::new(false)),
+            cleaning: Rc::new(Cell::new(false)),
         })
     }
 
@@ -235,12 +249,43 @@ impl Partitions {
     /// After a log operation failed with `error`: exits the process if the log has failed for good
     /// (an I/O error), unless the shard is closing its logs.
     pub fn check_fatal(&self, partition: &Partition, error: ErrorCode) {
-        if error != ErrorCode::KafkaStorageError || self.closing.get() {
+        check_fatal(&self.closing, partition, error);
+    }
+
+    /// Starts one cleaning round, in the shard's background task queue, for the compacted log (including
+    /// `__consumer_offsets` partitions) that needs it most (highest dirty ratio), unless a round already runs
+    /// on this shard. Called every `log_cleaner_backoff_ms`.
+    pub fn start_cleaning(&self) {
+        if self.cleaning.get() || self.closing.get() {
             return;
         }
-        if let Some(failure) = partition.log.failure() {
-            fatal_io(&format!("partition {}-{}: {failure}", partition.topic, partition.index));
-        }
+        let now = now_ms();
+        let candidate = self
+            .all()
+            .into_iter()
+            .filter(|partition| partition.log.needs_cleaning(now))
+            .max_by(|a, b| a.log.cleanable_ratio(now).total_cmp(&b.log.cleanable_ratio(now)));
+        let Some(partition) = candidate else { return };
+        self.cleaning.set(true);
+        let (cleaning, closing) = (self.cleaning.clone(), self.closing.clone());
+        let round = spawn_background(async move {
+            let started = std::time::Instant::now();
+            match partition.log.clean(now).await {
+                Ok(stats) => info!(
+                    topic = %partition.topic, partition = partition.index, segments_read = stats.segments_read,
+                    segments_written = stats.segments_written, bytes_read = stats.bytes_read,
+                    bytes_written = stats.bytes_written, records_removed = stats.records_removed,
+                    first_dirty_offset = stats.first_dirty_offset, elapsed_ms = started.elapsed().as_millis() as u64,
+                    "cleaned a compacted log"
+                ),
+                Err(error) => {
+                    warn!(topic = %partition.topic, partition = partition.index, %error, "cleaning failed");
+                    check_fatal(&closing, &partition, error);
+                }
+            }
+            cleaning.set(false);
+        });
+        drop(round);
     }
 
     /// Every open partition.
@@ -301,6 +346,16 @@ impl Partitions {
                 }
             }
         }
+    }
+}
+
+/// See [`Partitions::check_fatal`].
+fn check_fatal(closing: &Cell<bool>, partition: &Partition, error: ErrorCode) {
+    if error != ErrorCode::KafkaStorageError || closing.get() {
+        return;
+    }
+    if let Some(failure) = partition.log.failure() {
+        fatal_io(&format!("partition {}-{}: {failure}", partition.topic, partition.index));
     }
 }
 

@@ -83,9 +83,23 @@ struct State {
     /// When set, writes and syncs yield to the executor once before they take effect, like real I/O, so
     /// concurrent callers can interleave (group commit is only observable then).
     yield_on_io: bool,
+    /// Mutating operations left before the simulated process dies (see [`MemDisk::die_after`]).
+    ops_until_death: Option<u64>,
 }
 
 impl State {
+    /// Counts one mutating operation; fails it (and every later one) once the process is dead.
+    fn mutate(&mut self) -> io::Result<()> {
+        match &mut self.ops_until_death {
+            None => Ok(()),
+            Some(0) => Err(io::Error::other("simulated process death")),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+        }
+    }
+
     fn is_dir(&self, path: &Path) -> bool {
         // The root (and the empty relative root) always exist.
         path.parent().is_none() || path.as_os_str().is_empty() || self.dirs.contains(path)
@@ -162,6 +176,7 @@ impl MemDisk {
                 sync_count: 0,
                 write_count: 0,
                 yield_on_io: false,
+                ops_until_death: None,
             })),
         }
     }
@@ -177,6 +192,13 @@ impl MemDisk {
         self.state.borrow_mut().yield_on_io = on;
     }
 
+    /// After `ops` more mutating operations (writes, syncs, truncations, creations, removals, renames,
+    /// atomic file writes) every mutating operation fails, as if the process had been killed there; reads
+    /// still work. The next [`MemDisk::crash`] revives it.
+    pub fn die_after(&self, ops: u64) {
+        self.state.borrow_mut().ops_until_death = Some(ops);
+    }
+
     pub fn fail_next_syncs(&self, n: usize) {
         self.state.borrow_mut().fail_syncs = n;
     }
@@ -187,6 +209,7 @@ impl MemDisk {
         let mut guard = self.state.borrow_mut();
         let st = &mut *guard;
         st.generation += 1;
+        st.ops_until_death = None;
         st.inodes.retain(|_, inode| inode.linked);
         for inode in st.inodes.values_mut() {
             inode.open_handles = 0;
@@ -353,6 +376,7 @@ impl DiskFile for MemFile {
                     format!("unaligned write: pos {pos}, len {}", buf.0.len()),
                 ));
             }
+            st.mutate()?;
             if st.fail_writes > 0 {
                 st.fail_writes -= 1;
                 return Err(io::Error::other("injected write failure"));
@@ -377,6 +401,7 @@ impl DiskFile for MemFile {
     async fn sync_data(&self) -> io::Result<()> {
         self.maybe_yield().await;
         self.with(|st, ino| {
+            st.mutate()?;
             if st.fail_syncs > 0 {
                 st.fail_syncs -= 1;
                 return Err(io::Error::other("injected sync failure"));
@@ -392,6 +417,7 @@ impl DiskFile for MemFile {
 
     async fn preallocate(&self, len: u64) -> io::Result<()> {
         self.with(|st, ino| {
+            st.mutate()?;
             let inode = inode(st, ino);
             let len = len as usize;
             // Growing durable to >= visible.len() keeps `visible == apply(durable, pending)`.
@@ -405,6 +431,7 @@ impl DiskFile for MemFile {
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
         self.with(|st, ino| {
+            st.mutate()?;
             let inode = inode(st, ino);
             // The size change is durable, but unsynced data below `len` stays unsynced: stricter than a
             // real fdatasync-backed truncate, so the log cannot come to rely on truncate syncing data.
@@ -446,6 +473,7 @@ impl Disk for MemDisk {
             }
             (OpenMode::CreateNew, None) => {
                 st.parent_exists(path)?;
+                st.mutate()?;
                 st.add_file(path, Vec::new())
             }
             (OpenMode::Existing, Some(ino)) => ino,
@@ -492,6 +520,7 @@ impl Disk for MemDisk {
         if st.dirs.contains(path) {
             return Err(io::Error::new(io::ErrorKind::IsADirectory, path.display().to_string()));
         }
+        st.mutate()?;
         match st.unlink(path) {
             Some(_) => Ok(()),
             None => Err(not_found(&path.display().to_string())),
@@ -517,6 +546,7 @@ impl Disk for MemDisk {
             return Ok(());
         }
         st.parent_exists(to)?;
+        st.mutate()?;
         if let Some(ino) = st.names.get(from).copied() {
             if st.dirs.contains(to) {
                 return Err(io::Error::new(io::ErrorKind::IsADirectory, to.display().to_string()));
@@ -560,6 +590,7 @@ impl Disk for MemDisk {
         if st.dirs.contains(path) {
             return Err(io::Error::new(io::ErrorKind::IsADirectory, path.display().to_string()));
         }
+        st.mutate()?;
         // A fresh inode, as temp-file-plus-rename gives: open handles keep seeing the old contents.
         st.add_file(path, data.to_vec());
         Ok(())
