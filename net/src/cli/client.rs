@@ -163,7 +163,9 @@ impl Admin {
     /// The highest version of `api_key` that `address` and this client both speak.
     pub fn version(&mut self, address: &str, api_key: ApiKey) -> CliResult<i16> {
         let connection = self.connection(address)?;
-        connection.version(api_key).map_err(|error| transport_error(address, &format!("{api_key:?}"), &error.to_string()))
+        connection
+            .version(api_key)
+            .map_err(|error| transport_error(address, &format!("{api_key:?}"), &error.to_string()))
     }
 
     /// One request to `address` at the negotiated version; `build` makes the request for that version.
@@ -183,7 +185,13 @@ impl Admin {
     }
 
     /// Sends a request with no response (Produce with acks=0).
-    pub fn send<Req: Encodable>(&mut self, address: &str, api_key: ApiKey, version: i16, request: &Req) -> CliResult<()> {
+    pub fn send<Req: Encodable>(
+        &mut self,
+        address: &str,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> CliResult<()> {
         let connection = self.connection(address)?;
         connection
             .send(api_key, version, request)
@@ -222,7 +230,9 @@ impl Admin {
             .topics
             .iter()
             .find(|topic| topic.name.as_ref().is_some_and(|found| found.0.as_str() == name))
-            .ok_or_else(|| CliError(format!("broker {}: Metadata {}: topic missing in the answer", self.bootstrap, quoted(name))))?;
+            .ok_or_else(|| {
+                CliError(format!("broker {}: Metadata {}: topic missing in the answer", self.bootstrap, quoted(name)))
+            })?;
         if topic.error_code != 0 {
             return Err(kafka_error(&self.bootstrap, &format!("Metadata {}", quoted(name)), topic.error_code, None));
         }
@@ -265,24 +275,31 @@ impl Admin {
 
     /// ListOffsets for `partitions` of `topic` at `timestamp` (earliest -2, latest -1, or a time in ms),
     /// each asked of its leader: partition → offset (-1 when no record is at or after the time).
-    pub fn list_offsets(&mut self, topic: &TopicInfo, partitions: &[i32], timestamp: i64) -> CliResult<BTreeMap<i32, i64>> {
+    pub fn list_offsets(
+        &mut self,
+        topic: &TopicInfo,
+        partitions: &[i32],
+        timestamp: i64,
+    ) -> CliResult<BTreeMap<i32, i64>> {
         let mut offsets = BTreeMap::new();
         for (leader, partitions) in self.by_leader(topic, partitions)? {
             let (_, response): (i16, ListOffsetsResponse) = self.call(&leader, ApiKey::ListOffsets, |_| {
-                ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(topic_name(&topic.name))
-                    .with_partitions(
-                        partitions
-                            .iter()
-                            .map(|&index| {
-                                ListOffsetsPartition::default().with_partition_index(index).with_timestamp(timestamp)
-                            })
-                            .collect(),
-                    )])
+                ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default(
+                )
+                .with_name(topic_name(&topic.name))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|&index| {
+                            ListOffsetsPartition::default().with_partition_index(index).with_timestamp(timestamp)
+                        })
+                        .collect(),
+                )])
             })?;
             for partition in response.topics.iter().flat_map(|topic| &topic.partitions) {
                 if partition.error_code != 0 {
-                    let request = format!("ListOffsets {} partition {}", quoted(&topic.name), partition.partition_index);
+                    let request =
+                        format!("ListOffsets {} partition {}", quoted(&topic.name), partition.partition_index);
                     return Err(kafka_error(&leader, &request, partition.error_code, None));
                 }
                 offsets.insert(partition.partition_index, partition.offset);
@@ -364,7 +381,12 @@ impl Admin {
 
     /// Commits `offsets` ((topic, partition) → offset) for `group` as a client outside the group
     /// (generation -1, no member id), which Kafka accepts only while the group has no members.
-    pub fn commit_offsets(&mut self, coordinator: &str, group: &str, offsets: &BTreeMap<(String, i32), i64>) -> CliResult<()> {
+    pub fn commit_offsets(
+        &mut self,
+        coordinator: &str,
+        group: &str,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> CliResult<()> {
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
         for ((topic, partition), &offset) in offsets {
             topics.entry(topic).or_default().push(
@@ -434,7 +456,8 @@ fn topic_info(topic: &kafka_protocol::messages::metadata_response::MetadataRespo
 
 /// Every topic of a Metadata answer, sorted by name.
 pub fn topics_of(response: &MetadataResponse) -> Vec<TopicInfo> {
-    let mut topics: Vec<TopicInfo> = response.topics.iter().filter(|topic| topic.error_code == 0).map(topic_info).collect();
+    let mut topics: Vec<TopicInfo> =
+        response.topics.iter().filter(|topic| topic.error_code == 0).map(topic_info).collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     topics
 }

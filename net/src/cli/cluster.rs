@@ -37,7 +37,12 @@ pub fn run(common: &Common, command: ClusterCommand) -> CliResult<()> {
         let (_, response): (i16, DescribeClusterResponse) =
             admin.call(&bootstrap, ApiKey::DescribeCluster, |_| DescribeClusterRequest::default())?;
         if response.error_code != 0 {
-            return Err(kafka_error(&bootstrap, "DescribeCluster", response.error_code, response.error_message.as_ref()));
+            return Err(kafka_error(
+                &bootstrap,
+                "DescribeCluster",
+                response.error_code,
+                response.error_message.as_ref(),
+            ));
         }
         let brokers = response
             .brokers

@@ -206,7 +206,12 @@ fn start_positions(
     Ok(positions)
 }
 
-fn fetch_request(topic: &str, partitions: &[i32], positions: &BTreeMap<i32, Position>, max_wait: Duration) -> FetchRequest {
+fn fetch_request(
+    topic: &str,
+    partitions: &[i32],
+    positions: &BTreeMap<i32, Position>,
+    max_wait: Duration,
+) -> FetchRequest {
     let partitions = partitions
         .iter()
         .filter_map(|partition| positions.get(partition).map(|position| (partition, position)))
@@ -264,7 +269,10 @@ fn print_record(
             .headers
             .iter()
             .map(|(key, value)| {
-                (key.clone(), value.as_ref().map_or(Value::Null, |value| Value::String(String::from_utf8_lossy(value).into())))
+                (
+                    key.clone(),
+                    value.as_ref().map_or(Value::Null, |value| Value::String(String::from_utf8_lossy(value).into())),
+                )
             })
             .collect();
         let line = json!({
@@ -298,7 +306,9 @@ pub fn render(
                 Some('t') => line.push_str(topic),
                 Some('p') => line.push_str(&partition.to_string()),
                 Some('o') => line.push_str(&record.offset.to_string()),
-                Some('k') => line.push_str(&record.key.as_deref().map(|key| key_format.render(key)).unwrap_or_default()),
+                Some('k') => {
+                    line.push_str(&record.key.as_deref().map(|key| key_format.render(key)).unwrap_or_default())
+                }
                 Some('v') => {
                     line.push_str(&record.value.as_deref().map(|value| value_format.render(value)).unwrap_or_default())
                 }
@@ -308,7 +318,9 @@ pub fn render(
                     let headers: Vec<String> = record
                         .headers
                         .iter()
-                        .map(|(key, value)| format!("{key}={}", value.as_deref().map(String::from_utf8_lossy).unwrap_or_default()))
+                        .map(|(key, value)| {
+                            format!("{key}={}", value.as_deref().map(String::from_utf8_lossy).unwrap_or_default())
+                        })
                         .collect();
                     line.push_str(&headers.join(","));
                 }

@@ -114,9 +114,8 @@ fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
 /// with optional fractions of a second and a `Z` or `±HH:MM` offset (none means UTC); or a plain
 /// number of milliseconds since the epoch.
 pub fn parse_datetime_ms(text: &str) -> Result<i64, String> {
-    let bad = || {
-        format!("{text:?} is not an ISO 8601 time (like 2024-05-01T12:30:00Z) or milliseconds since the epoch")
-    };
+    let bad =
+        || format!("{text:?} is not an ISO 8601 time (like 2024-05-01T12:30:00Z) or milliseconds since the epoch");
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }

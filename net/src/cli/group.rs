@@ -71,6 +71,7 @@ fn list(admin: &mut Admin, common: &Common) -> CliResult<()> {
     }
     let mut table = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE"]);
     for (group, (state, protocol_type)) in groups {
+        let protocol_type = or_dash(&protocol_type).to_owned();
         table.row(vec![group, state, protocol_type]);
     }
     table.print();

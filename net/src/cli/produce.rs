@@ -190,8 +190,9 @@ fn parse_line(args: &ProduceArgs, line: &str) -> Result<(Option<Vec<u8>>, Vec<u8
 
 impl Producer<'_> {
     fn push(&mut self, partition: i32, key: Option<&[u8]>, value: &[u8]) {
-        let timestamp_ms =
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(0));
+        let timestamp_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(0));
         let headers: Vec<(&str, Option<&[u8]>)> =
             self.args.headers.iter().map(|(key, value)| (key.as_str(), Some(value.as_bytes()))).collect();
         let builder = self.builders.entry(partition).or_default();
@@ -208,9 +209,10 @@ impl Producer<'_> {
                 continue;
             }
             let count = i64::from(builder.record_count());
-            let batch = builder.finish(BatchOptions::default(), self.args.compression.compression()).map_err(|code| {
-                CliError(format!("cannot compress a batch with {:?}: {code}", self.args.compression))
-            })?;
+            let batch =
+                builder.finish(BatchOptions::default(), self.args.compression.compression()).map_err(|code| {
+                    CliError(format!("cannot compress a batch with {:?}: {code}", self.args.compression))
+                })?;
             batches.insert(partition, batch);
             counts.insert(partition, count);
         }

@@ -154,7 +154,8 @@ fn create(
 
 fn list(admin: &mut Admin, common: &Common, exclude_internal: bool) -> CliResult<()> {
     let response = admin.metadata(None)?;
-    let topics: Vec<_> = topics_of(&response).into_iter().filter(|topic| !(exclude_internal && topic.internal)).collect();
+    let topics: Vec<_> =
+        topics_of(&response).into_iter().filter(|topic| !(exclude_internal && topic.internal)).collect();
     if common.json {
         let topics: Vec<Value> = topics
             .iter()
