@@ -94,7 +94,7 @@ pub fn run(common: &Common, args: ConsumeArgs) -> CliResult<()> {
         }
         let wanted: Vec<i32> = positions
             .iter()
-            .filter(|(_, position)| !position.stop.is_some_and(|stop| position.offset >= stop))
+            .filter(|(_, position)| position.stop.is_none_or(|stop| position.offset < stop))
             .map(|(&partition, _)| partition)
             .collect();
         let mut received = false;
@@ -132,7 +132,7 @@ pub fn run(common: &Common, args: ConsumeArgs) -> CliResult<()> {
                     }
                 }
                 // Past control batches and compacted gaps, unless --max-messages stopped mid-batch.
-                if !args.max_messages.is_some_and(|max| consumed >= max) {
+                if args.max_messages.is_none_or(|max| consumed < max) {
                     position.offset = position.offset.max(next_offset);
                 }
             }

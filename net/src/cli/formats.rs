@@ -55,7 +55,7 @@ impl DataFormat {
 }
 
 fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("hex needs an even number of digits".into());
     }
     (0..text.len())
