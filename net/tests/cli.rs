@@ -286,6 +286,8 @@ fn produce_and_consume() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("stdin line 1: no key separator \"=\""));
     let stderr = fails(&broker, &["produce", "nothere"]);
     assert!(stderr.contains("Metadata \"nothere\": UNKNOWN_TOPIC_OR_PARTITION (3)"), "{stderr}");
+    let stderr = fails(&broker, &["consume", "plain", "--partition", "0", "--offset", "9"]);
+    assert!(stderr.contains("offset 9 is outside partition 0 of \"plain\": its offsets are 0..3"), "{stderr}");
     let stderr = fails(&broker, &["consume", "plain", "--partition", "7"]);
     assert!(stderr.contains("topic \"plain\" has no partition 7"), "{stderr}");
 

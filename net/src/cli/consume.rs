@@ -194,11 +194,26 @@ fn start_positions(
     for &partition in partitions {
         let (start, end) = (starts.get(&partition).copied().unwrap_or(0), ends.get(&partition).copied().unwrap_or(0));
         let committed = committed.get(&(topic.name.clone(), partition)).copied();
+        let reset = if args.from_beginning { start } else { end };
         let offset = match (args.offset, committed) {
-            (Some(offset), _) => i64::try_from(offset).unwrap_or(i64::MAX),
+            (Some(offset), _) => {
+                let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+                if !(start..=end).contains(&offset) {
+                    return Err(CliError(format!(
+                        "offset {offset} is outside partition {partition} of {}: its offsets are {start}..{end}",
+                        quoted(&topic.name)
+                    )));
+                }
+                offset
+            }
+            // Retention removed what the group committed (or the topic was recreated): Kafka's
+            // auto.offset.reset, earliest with --from-beginning, else latest.
+            (None, Some(committed)) if !(start..=end).contains(&committed) => {
+                eprintln!("partition {partition}: committed offset {committed} is outside {start}..{end}; starting at {reset}");
+                reset
+            }
             (None, Some(committed)) => committed,
-            (None, None) if args.from_beginning => start,
-            (None, None) => end,
+            (None, None) => reset,
         };
         let stop = args.until_end.then_some(end);
         positions.insert(partition, Position { offset, committed: committed.unwrap_or(-1), stop });
