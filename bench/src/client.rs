@@ -1,6 +1,7 @@
 //! A small blocking Kafka protocol client: framing, version negotiation, and the handful of calls the
 //! generator makes (metadata, topic creation, offsets, producer ids). Produce and Fetch are driven by
-//! the workers themselves over [`Connection::split`] halves, so requests can be pipelined.
+//! the workers themselves over [`Connection::split`] halves, so requests can be pipelined. The admin
+//! CLI (`net::cli`) uses the same connections for every other API, at the versions negotiated here.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
@@ -41,6 +42,18 @@ fn client_max_version(api_key: ApiKey) -> i16 {
         ApiKey::DeleteTopics => 5,
         ApiKey::InitProducerId => 4,
         ApiKey::ApiVersions => 3,
+        // The admin CLI's APIs. OffsetFetch stops before v8 (groups batched) and FindCoordinator's
+        // v4+ batched keys are handled by the CLI.
+        ApiKey::DescribeConfigs => 4,
+        ApiKey::IncrementalAlterConfigs => 1,
+        ApiKey::CreatePartitions => 3,
+        ApiKey::FindCoordinator => 4,
+        ApiKey::ListGroups => 5,
+        ApiKey::DescribeGroups => 5,
+        ApiKey::DeleteGroups => 2,
+        ApiKey::OffsetFetch => 7,
+        ApiKey::OffsetCommit => 8,
+        ApiKey::DescribeCluster => 1,
         _ => 0,
     }
 }
@@ -53,13 +66,25 @@ pub fn encode_request<R: Encodable>(
     correlation_id: i32,
     request: &R,
 ) -> Result<()> {
+    encode_request_as(out, CLIENT_ID, api_key, version, correlation_id, request)
+}
+
+/// [`encode_request`] with another `client.id`.
+pub fn encode_request_as<R: Encodable>(
+    out: &mut BytesMut,
+    client_id: &'static str,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &R,
+) -> Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     let header = RequestHeader::default()
         .with_request_api_key(api_key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        .with_client_id(Some(StrBytes::from_static_str(client_id)));
     header.encode(out, api_key.request_header_version(version))?;
     request.encode(out, version)?;
     let length = i32::try_from(out.len() - start - 4)?;
@@ -93,6 +118,7 @@ pub struct Connection {
     reader: BufReader<TcpStream>,
     next_correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
+    client_id: &'static str,
     /// The address connected to, for messages.
     pub address: String,
 }
@@ -100,25 +126,31 @@ pub struct Connection {
 impl Connection {
     /// Connects and negotiates versions with ApiVersions.
     pub fn open(address: &str) -> Result<Connection> {
+        Connection::open_as(address, CLIENT_ID, IO_TIMEOUT)
+    }
+
+    /// [`Connection::open`] with a `client.id` and a timeout for connecting and for each response.
+    pub fn open_as(address: &str, client_id: &'static str, io_timeout: Duration) -> Result<Connection> {
         let socket_address = address
             .to_socket_addrs()
             .map_err(|error| format!("{address}: {error}"))?
             .next()
             .ok_or_else(|| format!("{address} resolves to no address"))?;
-        let stream = TcpStream::connect_timeout(&socket_address, IO_TIMEOUT)
+        let stream = TcpStream::connect_timeout(&socket_address, io_timeout)
             .map_err(|error| format!("cannot connect to {address}: {error}"))?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_read_timeout(Some(io_timeout))?;
         let reader = BufReader::with_capacity(256 << 10, stream.try_clone()?);
         let mut connection = Connection {
             stream,
             reader,
             next_correlation_id: 0,
             versions: HashMap::new(),
+            client_id,
             address: address.to_owned(),
         };
         let request = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
+            .with_client_software_name(StrBytes::from_static_str(client_id))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         // v0 is understood by every broker; its response lists the ranges.
         let response: ApiVersionsResponse = connection.call(ApiKey::ApiVersions, 0, &request)?;
@@ -146,6 +178,26 @@ impl Connection {
         Ok(version)
     }
 
+    /// The broker's version range of each API key, as ApiVersions answered.
+    pub fn api_versions(&self) -> &HashMap<i16, (i16, i16)> {
+        &self.versions
+    }
+
+    /// The highest version of `api_key` this client speaks, whatever the broker does.
+    pub fn client_max_version(api_key: ApiKey) -> i16 {
+        client_max_version(api_key)
+    }
+
+    /// Sends a request that has no response (Produce with acks=0).
+    pub fn send<Req: Encodable>(&mut self, api_key: ApiKey, version: i16, request: &Req) -> Result<i32> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let mut frame = BytesMut::new();
+        encode_request_as(&mut frame, self.client_id, api_key, version, correlation_id, request)?;
+        self.stream.write_all(&frame)?;
+        Ok(correlation_id)
+    }
+
     /// One request, one response.
     pub fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
@@ -153,11 +205,7 @@ impl Connection {
         version: i16,
         request: &Req,
     ) -> Result<Resp> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let mut frame = BytesMut::new();
-        encode_request(&mut frame, api_key, version, correlation_id, request)?;
-        self.stream.write_all(&frame)?;
+        let correlation_id = self.send(api_key, version, request)?;
         let (got, response) = decode_response(read_frame(&mut self.reader)?, api_key, version)?;
         if got != correlation_id {
             return Err(format!("{}: correlation id {got}, expected {correlation_id}", self.address).into());

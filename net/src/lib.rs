@@ -13,6 +13,8 @@
 //!    the response frame, built by [`response::encode_response`] (or, for Fetch, as chunks that share
 //!    the stored batches), which the connection writes in request order.
 //!
+//! [`cli`] is the admin CLI (`spate topic|group|cluster|produce|consume`), a Kafka client of any broker.
+//!
 //! [`server`] runs `spate serve` (binary `src/bin/spate.rs`): settings from [`config`], the cluster
 //! id from [`meta_properties`], one shard per core from `spate_core::runtime`, each accepting on the
 //! same port. [`shard`] is the broker's state on each shard: the topic table copy, the partitions it
@@ -28,6 +30,7 @@
 
 pub mod broker;
 pub mod budget;
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod dispatch;

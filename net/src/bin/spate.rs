@@ -1,12 +1,14 @@
 //! The `spate` command. `spate serve` runs the broker (see `net::server`); `spate tune` discovers the
 //! machine, measures the data directory's disk and writes a profile for `spate serve --profile` (see the
-//! `tuning` crate).
+//! `tuning` crate). `spate topic|group|cluster|produce|consume … --bootstrap HOST:PORT` is the admin CLI,
+//! a Kafka client of any broker (see `net::cli`).
 //!
 //! Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the broker cannot start
 //! (configuration, data directory, address in use), 70 when a shard stopped unexpectedly, 74
 //! (`EX_IOERR`) after a fatal I/O error on a log or the data directory, 130 when a second signal cut
 //! the shutdown short. `spate tune`: 0 once the profile is written, 1 if discovery, measurement or writing
-//! failed.
+//! failed. Admin commands: 0 on success, 1 with an `error: …` line naming the broker and the Kafka error,
+//! 2 for bad usage.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -45,6 +47,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    #[command(flatten)]
+    Admin(net::cli::AdminCommand),
 }
 
 #[derive(clap::Args)]
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => args,
         Command::Tune(args) => return tune(args),
         Command::Bench { args } => return bench::cli::main(std::iter::once("spate bench".into()).chain(args)),
+        Command::Admin(command) => return net::cli::run(command),
     };
     match serve(args) {
         Ok(()) => {
