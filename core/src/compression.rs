@@ -79,8 +79,8 @@ pub fn compress_records(compression: Compression, raw: &[u8]) -> Result<Vec<u8>,
 }
 
 /// Like [`compress_records`], at `level` (Kafka's `compression.<codec>.level`; `None`: the codec's
-/// default). gzip takes 1–9 and zstd its own range; lz4 has one level here (lz4_flex has no
-/// high-compression mode), and snappy none.
+/// default). gzip takes 1–9, lz4 1–17 (3 and up is LZ4HC, as in Kafka's Java codec; written with
+/// liblz4, since lz4_flex has no high-compression mode) and zstd its own range; snappy has none.
 pub fn compress_records_at(compression: Compression, raw: &[u8], level: Option<i32>) -> Result<Vec<u8>, ErrorCode> {
     let failed = |_| ErrorCode::UnknownServerError;
     match compression {
@@ -95,6 +95,7 @@ pub fn compress_records_at(compression: Compression, raw: &[u8], level: Option<i
             encoder.finish().map_err(failed)
         }
         Compression::Snappy => snappy_compress_xerial(raw),
+        Compression::Lz4 if level.is_some() => lz4_compress_at(raw, level.unwrap_or(LZ4_LEVEL)),
         Compression::Lz4 => {
             let info = lz4_flex::frame::FrameInfo::new()
                 .block_size(lz4_flex::frame::BlockSize::Max64KB)
@@ -105,6 +106,26 @@ pub fn compress_records_at(compression: Compression, raw: &[u8], level: Option<i
         }
         Compression::Zstd => zstd::stream::encode_all(raw, level.unwrap_or(ZSTD_LEVEL)).map_err(failed),
     }
+}
+
+/// Kafka's `compression.lz4.level` default.
+const LZ4_LEVEL: i32 = 9;
+
+/// An LZ4 frame as Kafka writes one (64 KiB independent blocks, no checksums but the header's) at `level`.
+fn lz4_compress_at(raw: &[u8], level: i32) -> Result<Vec<u8>, ErrorCode> {
+    let failed = |_| ErrorCode::UnknownServerError;
+    let mut encoder = lz4::EncoderBuilder::new()
+        .block_size(lz4::BlockSize::Max64KB)
+        .block_mode(lz4::BlockMode::Independent)
+        .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
+        .checksum(lz4::ContentChecksum::NoChecksum)
+        .level(u32::try_from(level.clamp(1, 17)).unwrap_or(9))
+        .build(Vec::with_capacity(raw.len() / 2 + 64))
+        .map_err(failed)?;
+    encoder.write_all(raw).map_err(failed)?;
+    let (out, finished) = encoder.finish();
+    finished.map_err(failed)?;
+    Ok(out)
 }
 
 /// Reads `reader` to its end, refusing more than `max` bytes (it reads at most one byte past the cap).

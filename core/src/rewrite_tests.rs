@@ -110,15 +110,28 @@ fn corrupt_batches_are_refused_not_repaired() {
 }
 
 #[test]
-fn a_gzip_level_changes_the_output_but_not_the_records() {
-    let value = "abcdefgh".repeat(4096);
+fn codec_levels_change_the_output_but_not_the_records() {
+    // Words picked by an LCG: repetitive enough to compress, irregular enough that levels differ.
+    let words = ["spate", "kafka", "broker", "record", "batch", "offset", "shard", "log", "zstd", "lz4"];
+    let mut state: u64 = 42;
+    let value: String = (0..4000)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            words[(state >> 33) as usize % words.len()]
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut builder = BatchBuilder::default();
     builder.push(&RecordSpec { key: Some(b"k"), value: Some(value.as_bytes()), headers: &[], timestamp_ms: 1 });
     let original = builder.finish(BatchOptions::default(), Compression::None).unwrap();
-    let fast = RewriteRules { keys_required: false, target: Some(Compression::Gzip), level: Some(1) };
-    let best = RewriteRules { level: Some(9), ..fast };
-    let fast = rewrite_record_set(&original, fast, 1 << 20).unwrap().unwrap();
-    let best = rewrite_record_set(&original, best, 1 << 20).unwrap().unwrap();
-    assert_ne!(fast, best);
-    assert_eq!(records_of(&fast), records_of(&best));
+    for (codec, low, high) in [(Compression::Gzip, 1, 9), (Compression::Lz4, 1, 12), (Compression::Zstd, 1, 19)] {
+        let at = |level| {
+            let rules = RewriteRules { keys_required: false, target: Some(codec), level: Some(level) };
+            rewrite_record_set(&original, rules, 1 << 20).unwrap().unwrap()
+        };
+        let (fast, best) = (at(low), at(high));
+        assert_ne!(fast, best, "{codec:?}: the level is used");
+        assert_eq!(records_of(&fast), records_of(&best), "{codec:?}");
+        assert_eq!(records_of(&fast), records_of(&original), "{codec:?}");
+    }
 }

@@ -44,7 +44,7 @@ pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub const COMPRESSION_TYPE: &str = "compression.type";
 /// `compression.gzip.level` (KIP-390): 1–9, or -1 for the codec's default.
 pub const COMPRESSION_GZIP_LEVEL: &str = "compression.gzip.level";
-/// `compression.lz4.level`: 1–17. Validated and stored; lz4_flex has a single (fast) level.
+/// `compression.lz4.level`: 1–17 (3 and up: LZ4HC).
 pub const COMPRESSION_LZ4_LEVEL: &str = "compression.lz4.level";
 /// `compression.zstd.level`: -131072–22.
 pub const COMPRESSION_ZSTD_LEVEL: &str = "compression.zstd.level";

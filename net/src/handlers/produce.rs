@@ -233,6 +233,7 @@ fn rewrite_rules(config: &TopicConfig) -> RewriteRules {
     let target = config.compression_type.codec();
     let level = match target {
         Some(Compression::Gzip) => Some(config.compression_gzip_level).filter(|level| *level > 0),
+        Some(Compression::Lz4) => Some(config.compression_lz4_level),
         Some(Compression::Zstd) => Some(config.compression_zstd_level),
         _ => None,
     };
