@@ -82,7 +82,9 @@ class BrokerProcess:
         self.log = open(self.log_path, "ab")
         env = dict(os.environ, RUST_LOG=os.environ.get("SPATE_LOG", "info"))
         self.process = subprocess.Popen(
-            [self.binary, "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir)],
+            # The admin HTTP listener on a port of its own: its default one may be the suite broker's.
+            [self.binary, "serve", "--listen", self.bootstrap, "--admin-listen", "127.0.0.1:0",
+             "--data-dir", str(self.data_dir)],
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -252,7 +252,6 @@ def test_killed_member_partitions_move_and_nothing_is_lost(bootstrap, topic_name
             f"was acknowledged: {reads}"
         )
     duplicates = [key for key, reads in readings.items() if len(reads) > 1]
-    print("DEBUG took", took, "dups", duplicates, "last_ack", last_ack)
     # The victim handled one message at a time (consume, commit, next): at most one was read and not
     # yet committed when it died.
     assert len(duplicates) <= 1, sorted(duplicates)
