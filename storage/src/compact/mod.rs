@@ -296,7 +296,7 @@ impl<D: Disk> Log<D> {
             }
             batches += 1;
             if batches.is_multiple_of(YIELD_EVERY_BATCHES) {
-                crate::yield_now::yield_now().await;
+                crate::yield_now::yield_task_queue().await;
             }
         }
     }

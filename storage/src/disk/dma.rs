@@ -29,6 +29,14 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Runs `work` (file-system metadata calls and the fsyncs that make them durable, which io_uring
+/// cannot do here) on glommio's blocking thread pool, so the shard's reactor keeps serving clients
+/// meanwhile: a directory fsync can take milliseconds, and segments roll and cleaned segments swap
+/// while producers wait.
+async fn off_reactor<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    glommio::executor().spawn_blocking(work).await
+}
+
 fn sync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
         Some(parent) => sync_dir(parent),
@@ -308,7 +316,8 @@ impl Disk for DmaDisk {
         let file = opts.dma_open(path).await.map_err(io_err)?;
         if mode == OpenMode::CreateNew {
             // The new directory entry must survive a power loss like the data synced into it later.
-            if let Err(e) = sync_parent(path) {
+            let parent = path.to_path_buf();
+            if let Err(e) = off_reactor(move || sync_parent(&parent)).await {
                 let _ = file.close().await;
                 return Err(e);
             }
@@ -317,43 +326,67 @@ impl Disk for DmaDisk {
     }
 
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.is_dir()).collect();
-        std::fs::create_dir_all(dir)?;
-        // Persist each new entry, outermost first.
-        for created in missing.iter().rev() {
-            sync_parent(created)?;
-        }
-        Ok(())
+        let dir = dir.to_path_buf();
+        off_reactor(move || {
+            let missing: Vec<PathBuf> = dir
+                .ancestors()
+                .take_while(|a| !a.as_os_str().is_empty() && !a.is_dir())
+                .map(Path::to_path_buf)
+                .collect();
+            std::fs::create_dir_all(&dir)?;
+            // Persist each new entry, outermost first.
+            for created in missing.iter().rev() {
+                sync_parent(created)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Sorted, for deterministic iteration. Non-UTF-8 names come back lossily converted; the log
     /// ignores names it does not recognise anyway.
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            names.push(entry?.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        Ok(names)
+        let dir = dir.to_path_buf();
+        off_reactor(move || {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                names.push(entry?.file_name().to_string_lossy().into_owned());
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
     }
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)?;
-        sync_parent(path)
+        let path = path.to_path_buf();
+        off_reactor(move || {
+            std::fs::remove_file(&path)?;
+            sync_parent(&path)
+        })
+        .await
     }
 
     async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::remove_dir_all(dir)?;
-        sync_parent(dir)
+        let dir = dir.to_path_buf();
+        off_reactor(move || {
+            std::fs::remove_dir_all(&dir)?;
+            sync_parent(&dir)
+        })
+        .await
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)?;
-        sync_parent(to)?;
-        if from.parent() != to.parent() {
-            sync_parent(from)?;
-        }
-        Ok(())
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        off_reactor(move || {
+            std::fs::rename(&from, &to)?;
+            sync_parent(&to)?;
+            if from.parent() != to.parent() {
+                sync_parent(&from)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn exists(&self, path: &Path) -> io::Result<bool> {
@@ -361,17 +394,22 @@ impl Disk for DmaDisk {
     }
 
     async fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let tmp = with_suffix(path, ".tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        sync_parent(path)
+        let (path, data) = (path.to_path_buf(), data.to_vec());
+        off_reactor(move || {
+            let tmp = with_suffix(&path, ".tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, &path)?;
+            sync_parent(&path)
+        })
+        .await
     }
 
     async fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+        let path = path.to_path_buf();
+        off_reactor(move || std::fs::read(&path)).await
     }
 
     async fn sleep(&self, duration: std::time::Duration) {
