@@ -14,8 +14,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorResponse, GroupId, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorResponse, GroupId, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -102,6 +103,30 @@ pub fn kafka_error(broker: &str, request: &str, code: i16, message: Option<&StrB
         line.push_str(text);
     }
     CliError(line)
+}
+
+/// How long to wait before asking again for a coordinator that is not ready.
+const COORDINATOR_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Why a coordinator could not be used: worth asking again, or not.
+enum CoordinatorError {
+    Retriable(CliError),
+    Fatal(CliError),
+}
+
+impl CoordinatorError {
+    fn from_code(error: CliError, code: i16) -> CoordinatorError {
+        let retriable = [
+            ResponseError::CoordinatorNotAvailable.code(),
+            ResponseError::CoordinatorLoadInProgress.code(),
+            ResponseError::NotCoordinator.code(),
+        ];
+        if retriable.contains(&code) {
+            CoordinatorError::Retriable(error)
+        } else {
+            CoordinatorError::Fatal(error)
+        }
+    }
 }
 
 /// Quotes a name for messages: `"orders"`.
@@ -308,11 +333,27 @@ impl Admin {
         Ok(offsets)
     }
 
-    /// The address of `group`'s coordinator.
+    /// The address of `group`'s coordinator, once it serves the group. A broker that is still creating
+    /// `__consumer_offsets` or loading the group's partition answers COORDINATOR_NOT_AVAILABLE,
+    /// COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR (Apache Kafka does, on a group's first use);
+    /// those are retried, as Kafka's clients do, for up to the request timeout.
     pub fn coordinator(&mut self, group: &str) -> CliResult<String> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            match self.find_coordinator(group).and_then(|address| self.check_coordinator(&address, group)) {
+                Err(CoordinatorError::Retriable(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(COORDINATOR_RETRY_BACKOFF);
+                }
+                Err(CoordinatorError::Retriable(error) | CoordinatorError::Fatal(error)) => return Err(error),
+                Ok(address) => return Ok(address),
+            }
+        }
+    }
+
+    fn find_coordinator(&mut self, group: &str) -> Result<String, CoordinatorError> {
         let bootstrap = self.bootstrap.clone();
-        let (version, response): (i16, FindCoordinatorResponse) =
-            self.call(&bootstrap, ApiKey::FindCoordinator, |version| {
+        let (version, response): (i16, FindCoordinatorResponse) = self
+            .call(&bootstrap, ApiKey::FindCoordinator, |version| {
                 let key = StrBytes::from_string(group.to_owned());
                 let request = FindCoordinatorRequest::default().with_key_type(0);
                 // v4 batches keys (KIP-699).
@@ -321,21 +362,39 @@ impl Admin {
                 } else {
                     request.with_key(key)
                 }
-            })?;
+            })
+            .map_err(CoordinatorError::Fatal)?;
         let request = format!("FindCoordinator {}", quoted(group));
         let (code, message, host, port) = if version >= 4 {
-            let found = response
-                .coordinators
-                .first()
-                .ok_or_else(|| CliError(format!("broker {bootstrap}: {request}: no coordinator in the answer")))?;
+            let found = response.coordinators.first().ok_or_else(|| {
+                CoordinatorError::Fatal(CliError(format!(
+                    "broker {bootstrap}: {request}: no coordinator in the answer"
+                )))
+            })?;
             (found.error_code, found.error_message.clone(), found.host.to_string(), found.port)
         } else {
             (response.error_code, response.error_message.clone(), response.host.to_string(), response.port)
         };
         if code != 0 {
-            return Err(kafka_error(&bootstrap, &request, code, message.as_ref()));
+            return Err(CoordinatorError::from_code(kafka_error(&bootstrap, &request, code, message.as_ref()), code));
         }
         Ok(format!("{host}:{port}"))
+    }
+
+    /// Asks the coordinator to describe `group`: whether it serves it yet.
+    fn check_coordinator(&mut self, coordinator: &str, group: &str) -> Result<String, CoordinatorError> {
+        let (_, response): (i16, DescribeGroupsResponse) = self
+            .call(coordinator, ApiKey::DescribeGroups, |_| {
+                DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_owned()))])
+            })
+            .map_err(CoordinatorError::Fatal)?;
+        match response.groups.first().map(|described| described.error_code) {
+            Some(code) if code != 0 => {
+                let error = kafka_error(coordinator, &format!("DescribeGroups {}", quoted(group)), code, None);
+                Err(CoordinatorError::from_code(error, code))
+            }
+            _ => Ok(coordinator.to_owned()),
+        }
     }
 
     /// A group's committed offsets, asked of its coordinator: (topic, partition) → offset. `topics`
