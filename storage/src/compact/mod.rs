@@ -285,18 +285,26 @@ impl<D: Disk> Log<D> {
                     tracing::error!(dir = %self.dir.display(), segment = segment.base, ?error, "cleaner cannot decode a batch");
                 })?,
                 Ok(None) => return Ok(()),
-                Err(ScanStop::Io(error)) => {
-                    let mut state = self.state();
-                    return Err(self.fail(&mut state, "reading a segment to clean", error));
-                }
-                Err(ScanStop::Invalid { position, error }) => {
-                    tracing::error!(dir = %self.dir.display(), segment = segment.base, position, %error, "corrupt batch; the cleaner skips this log");
-                    return Err(ErrorCode::CorruptMessage);
-                }
+                Err(stop) => return Err(self.scan_failed(segment, stop)),
             }
             batches += 1;
             if batches.is_multiple_of(YIELD_EVERY_BATCHES) {
                 crate::yield_now::yield_task_queue().await;
+            }
+        }
+    }
+
+    /// The error a scan of `segment` ends with: an I/O failure fails the log (fatal, as for any
+    /// segment I/O); a corrupt batch stops cleaning this log.
+    fn scan_failed(&self, segment: &SectionSegment<D::File>, stop: ScanStop) -> ErrorCode {
+        match stop {
+            ScanStop::Io(error) => {
+                let mut state = self.state();
+                self.fail(&mut state, "reading a segment to clean", error)
+            }
+            ScanStop::Invalid { position, error } => {
+                tracing::error!(dir = %self.dir.display(), segment = segment.base, position, %error, "corrupt batch; the cleaner skips this log");
+                ErrorCode::CorruptMessage
             }
         }
     }
@@ -332,44 +340,59 @@ impl<D: Disk> Log<D> {
         for segment in group {
             stats.segments_read += 1;
             stats.bytes_read += segment.size;
-            let mut kept: Vec<Vec<u8>> = Vec::new();
-            let mut removed = 0u64;
-            self.scan(segment, |header, bytes| {
-                if header.is_control() {
-                    kept.push(bytes.to_vec());
-                    return Ok(());
-                }
-                let tombstone_expired = now_ms.saturating_sub(header.max_timestamp) > config.delete_retention_ms;
-                let mut kept_tombstone = false;
-                let filtered = filter_batch(header, bytes, max_inflated, |offset, record| {
-                    let Some(key) = record.key else { return false };
-                    let latest = map.get(&map.digest(key)).is_none_or(|latest| latest <= offset);
-                    let keep = latest && (record.value.is_some() || !tombstone_expired);
-                    kept_tombstone |= keep && record.value.is_none();
-                    keep
-                })?;
-                if kept_tombstone {
-                    tombstones_due_ms = tombstones_due_ms
-                        .min(header.max_timestamp.saturating_add(config.delete_retention_ms).saturating_add(1));
-                }
-                match filtered {
-                    Filtered::Unchanged => kept.push(bytes.to_vec()),
-                    Filtered::Dropped => removed += u64::from(header.record_count.unsigned_abs()),
-                    Filtered::Rebuilt(rebuilt) => {
-                        let new_count = spate_core::BatchHeader::parse(&rebuilt)?.record_count;
-                        removed += u64::from(header.record_count.abs_diff(new_count));
-                        kept.push(rebuilt);
+            // Streamed: each kept batch goes to the cleaned segment as it is read, so a round holds one
+            // scan chunk and one batch in memory, not a whole (up to 1 GiB) segment.
+            let mut scanner = Scanner::new(&*segment.file, 0, segment.size, SCAN_CHUNK_BYTES, true);
+            let mut batches = 0usize;
+            loop {
+                let batch = match scanner.next_batch().await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => break,
+                    Err(stop) => return Err(self.scan_failed(segment, stop)),
+                };
+                let (header, bytes) = (&batch.header, &batch.bytes[..]);
+                let kept: Option<std::borrow::Cow<'_, [u8]>> = if header.is_control() {
+                    Some(bytes.into())
+                } else {
+                    let tombstone_expired = now_ms.saturating_sub(header.max_timestamp) > config.delete_retention_ms;
+                    let mut kept_tombstone = false;
+                    let filtered = filter_batch(header, bytes, max_inflated, |offset, record| {
+                        let Some(key) = record.key else { return false };
+                        let latest = map.get(&map.digest(key)).is_none_or(|latest| latest <= offset);
+                        let keep = latest && (record.value.is_some() || !tombstone_expired);
+                        kept_tombstone |= keep && record.value.is_none();
+                        keep
+                    })
+                    .inspect_err(|error| {
+                        tracing::error!(dir = %self.dir.display(), segment = segment.base, ?error, "cleaner cannot decode a batch");
+                    })?;
+                    if kept_tombstone {
+                        tombstones_due_ms = tombstones_due_ms
+                            .min(header.max_timestamp.saturating_add(config.delete_retention_ms).saturating_add(1));
+                    }
+                    match filtered {
+                        Filtered::Unchanged => Some(bytes.into()),
+                        Filtered::Dropped => {
+                            stats.records_removed += u64::from(header.record_count.unsigned_abs());
+                            None
+                        }
+                        Filtered::Rebuilt(rebuilt) => {
+                            let new_count = spate_core::BatchHeader::parse(&rebuilt)?.record_count;
+                            stats.records_removed += u64::from(header.record_count.abs_diff(new_count));
+                            Some(rebuilt.into())
+                        }
+                    }
+                };
+                if let Some(kept) = kept {
+                    let kept_header = spate_core::BatchHeader::parse(&kept)?;
+                    if let Err(error) = writer.push(&kept_header, &kept).await {
+                        let mut state = self.state();
+                        return Err(self.fail(&mut state, "writing a cleaned segment", error));
                     }
                 }
-                Ok(())
-            })
-            .await?;
-            stats.records_removed += removed;
-            for bytes in kept {
-                let header = spate_core::BatchHeader::parse(&bytes)?;
-                if let Err(error) = writer.push(&header, &bytes).await {
-                    let mut state = self.state();
-                    return Err(self.fail(&mut state, "writing a cleaned segment", error));
+                batches += 1;
+                if batches.is_multiple_of(YIELD_EVERY_BATCHES) {
+                    crate::yield_now::yield_task_queue().await;
                 }
             }
         }
