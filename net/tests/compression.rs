@@ -6,8 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{kcat, kcat_with_input, Broker, Client};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use common::{create_topic, kcat, kcat_with_input, Broker, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -20,21 +19,6 @@ const INVALID_RECORD: i16 = 87;
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_owned())
-}
-
-fn create(client: &mut Client, topic: &str, configs: &[(&str, &str)]) {
-    let configs = configs
-        .iter()
-        .map(|(key, value)| CreatableTopicConfig::default().with_name(text(key)).with_value(Some(text(value))))
-        .collect();
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(text(topic)))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(configs);
-    let response: CreateTopicsResponse =
-        client.call(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![topic]));
-    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
 }
 
 /// The stored batches of partition 0 of `topic`, from offset 0.
@@ -111,7 +95,7 @@ fn a_topic_codec_recompresses_batches_sent_in_another() {
         ("to-none", "uncompressed", "gzip", Compression::None),
         ("as-sent", "producer", "lz4", Compression::Lz4),
     ] {
-        create(&mut client, topic, &[("compression.type", topic_codec), ("compression.zstd.level", "7")]);
+        create_topic(&mut client, topic, 1, &[("compression.type", topic_codec), ("compression.zstd.level", "7")]);
         let stderr = kcat_produce(&broker, topic, &lines, producer_codec);
         assert!(!stderr.contains("failed"), "{topic}: {stderr}");
         let batches = fetch_batches(&mut client, topic);
@@ -141,7 +125,7 @@ fn a_topic_codec_recompresses_batches_sent_in_another() {
 fn a_compacted_topic_refuses_records_without_a_key() {
     let broker = Broker::start(&[]);
     let mut client = Client::connect(&broker);
-    create(&mut client, "keyed", &[("cleanup.policy", "compact")]);
+    create_topic(&mut client, "keyed", 1, &[("cleanup.policy", "compact")]);
     let produce = |client: &mut Client, records: Vec<u8>| {
         let data = PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(records)));
         let request =

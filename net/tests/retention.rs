@@ -6,29 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{kcat, kcat_with_input, Broker, Client};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use common::{create_topic, kcat, kcat_with_input, Broker, Client};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_owned())
-}
-
-fn create(client: &mut Client, topic: &str, configs: &[(&str, &str)]) {
-    let configs = configs
-        .iter()
-        .map(|(key, value)| CreatableTopicConfig::default().with_name(text(key)).with_value(Some(text(value))))
-        .collect();
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(text(topic)))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(configs);
-    let response: CreateTopicsResponse =
-        client.call(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![topic]));
-    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
 }
 
 /// (log start offset, log end offset) of partition 0.
@@ -113,7 +97,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 fn retention_by_size_drops_old_segments_and_consumers_reset_to_the_start() {
     let broker = Broker::start_with_config("retention_check_interval_ms = 200\n", &[]);
     let mut client = Client::connect(&broker);
-    create(&mut client, "sized", &[("segment.bytes", "4096"), ("retention.bytes", "8192")]);
+    create_topic(&mut client, "sized", 1, &[("segment.bytes", "4096"), ("retention.bytes", "8192")]);
     produce(&broker, "sized", 0, 300);
     // Checks may run while the records are still arriving: wait for the start to settle (unchanged over
     // three checks).
@@ -143,7 +127,7 @@ fn retention_by_size_drops_old_segments_and_consumers_reset_to_the_start() {
 fn retention_by_time_empties_the_log_and_offsets_keep_increasing() {
     let mut broker = Broker::start_with_config("retention_check_interval_ms = 200\n", &[]);
     let mut client = Client::connect(&broker);
-    create(&mut client, "timed", &[("segment.bytes", "4096"), ("retention.ms", "1500")]);
+    create_topic(&mut client, "timed", 1, &[("segment.bytes", "4096"), ("retention.ms", "1500")]);
     produce(&broker, "timed", 0, 100);
     assert_eq!(offsets(&mut client, "timed"), (0, 100));
     // Every segment expires, the active one included (rolled first, as Kafka does).

@@ -53,10 +53,10 @@ impl Broker {
         broker
     }
 
-    fn launch(&mut self) {
-        assert!(self.child.is_none(), "already running");
+    /// `spate serve` on this broker's port and data directory, logging to its stderr file.
+    fn spawn(&self) -> Child {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+        Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
             // Tests run brokers side by side: each gets its own admin port.
             .args(["--admin-listen", "127.0.0.1:0"])
@@ -68,8 +68,12 @@ impl Broker {
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .unwrap()
+    }
+
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.child = Some(self.spawn());
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(status) = self.child_mut().try_wait().unwrap() {
@@ -107,20 +111,7 @@ impl Broker {
         let accepting_before = self.stderr().matches("net::server: accepting").count();
         let child = self.child.take().expect("the broker was never started");
         drop(child);
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
-            // Tests run brokers side by side: each gets its own admin port.
-            .args(["--admin-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        self.child = Some(self.spawn());
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while self.stderr().matches("net::server: accepting").count() < accepting_before + shards {
             if let Some(status) = self.child_mut().try_wait().unwrap() {
@@ -216,6 +207,26 @@ impl Drop for Broker {
             eprintln!("--- spate stderr (last 20 kB) ---\n{}", &log[tail_start..]);
         }
     }
+}
+
+/// CreateTopics v7 of one topic with `partitions` and `configs`, asserting it succeeded.
+pub fn create_topic(client: &mut Client, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let text = |value: &str| StrBytes::from_string(value.to_owned());
+    let configs = configs
+        .iter()
+        .map(|(key, value)| CreatableTopicConfig::default().with_name(text(key)).with_value(Some(text(value))))
+        .collect();
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(text(topic)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(configs);
+    let response: CreateTopicsResponse =
+        client.call(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![topic]));
+    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
 }
 
 /// A port no other broker of this test process will be given, even after this one stops for a restart:
