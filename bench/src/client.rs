@@ -240,16 +240,7 @@ impl Connection {
             .with_name(topic_name(name))
             .with_num_partitions(partitions)
             .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(key, value)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(key.clone()))
-                            .with_value(Some(StrBytes::from_string(value.clone())))
-                    })
-                    .collect(),
-            );
+            .with_configs(creatable_configs(configs));
         let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
         let response: CreateTopicsResponse = self.call(ApiKey::CreateTopics, version, &request)?;
         for topic in &response.topics {
@@ -386,6 +377,18 @@ impl Connection {
         }
         Ok((response.producer_id.0, response.producer_epoch))
     }
+}
+
+/// `key=value` topic configs as CreateTopics carries them.
+pub fn creatable_configs(configs: &[(String, String)]) -> Vec<CreatableTopicConfig> {
+    configs
+        .iter()
+        .map(|(key, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(key.clone()))
+                .with_value(Some(StrBytes::from_string(value.clone())))
+        })
+        .collect()
 }
 
 pub fn topic_name(name: &str) -> TopicName {

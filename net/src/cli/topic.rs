@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{
@@ -112,16 +112,7 @@ fn create(
             .with_name(topic_name(name))
             .with_num_partitions(partitions.unwrap_or(default))
             .with_replication_factor(replication_factor.unwrap_or(default as i16))
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(key, value)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(key.clone()))
-                            .with_value(Some(StrBytes::from_string(value.clone())))
-                    })
-                    .collect(),
-            );
+            .with_configs(bench::client::creatable_configs(configs));
         CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(ADMIN_TIMEOUT_MS)
     })?;
     let result = response

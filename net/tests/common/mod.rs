@@ -358,6 +358,16 @@ impl Client {
         version: i16,
         request: &R,
     ) -> i32 {
+        self.try_send(api_key, version, request).unwrap()
+    }
+
+    /// Like [`Client::send`], with the socket error returned (for a broker that may already be gone).
+    pub fn try_send<R: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        api_key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &R,
+    ) -> std::io::Result<i32> {
         use kafka_protocol::protocol::{Encodable, StrBytes};
         let correlation_id = self.next_id;
         self.next_id += 1;
@@ -371,8 +381,8 @@ impl Client {
         request.encode(&mut frame, version).unwrap();
         let mut wire = (frame.len() as i32).to_be_bytes().to_vec();
         wire.extend_from_slice(&frame);
-        self.stream.write_all(&wire).unwrap();
-        correlation_id
+        self.stream.write_all(&wire)?;
+        Ok(correlation_id)
     }
 
     /// Reads the response to `correlation_id` at `version`.

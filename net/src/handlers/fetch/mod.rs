@@ -129,10 +129,10 @@ fn count_fetched(context: &ShardContext, topic: &encode::TopicAnswer, batches: &
         .filter_map(|batch| spate_core::BatchHeader::parse(batch).ok())
         .map(|header| i64::from(header.record_count.max(0)))
         .sum();
-    let by_id;
+    // v13+ answers carry the topic id only; the name comes from the table, borrowed (no copy per fetch).
+    let table = context.topics();
     let name = if topic.name.is_empty() {
-        by_id = context.topics().by_id(&topic.topic_id).map(|entry| entry.name.clone()).unwrap_or_default();
-        by_id.as_str()
+        table.by_id(&topic.topic_id).map_or("", |entry| entry.name.as_str())
     } else {
         topic.name.as_str()
     };
